@@ -1,0 +1,298 @@
+"""The engine's reporting interface and its batching implementation.
+
+Flow-run states are proposed synchronously (the server will orchestrate them). Task-run
+records, task-run states and logs are queued and shipped in batches by one background
+flusher thread, so the engine never waits on a round trip per task. The queue is bounded:
+when it is full, emitters wait for the flusher (backpressure) rather than grow memory.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+import uuid
+import weakref
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from conveyor.schemas.logs import LogRecordCreate
+from conveyor.schemas.runs import FlowRun, TaskRun, TaskRunStateRecord
+from conveyor.schemas.states import State
+
+_log = logging.getLogger("conveyor.client")
+
+Event = TaskRun | TaskRunStateRecord | LogRecordCreate
+
+
+@dataclass
+class Batch:
+    task_runs: list[TaskRun] = field(default_factory=list)
+    task_run_states: list[TaskRunStateRecord] = field(default_factory=list)
+    logs: list[LogRecordCreate] = field(default_factory=list)
+
+    def add(self, event: Event) -> None:
+        if isinstance(event, TaskRunStateRecord):
+            self.task_run_states.append(event)
+        elif isinstance(event, TaskRun):
+            self.task_runs.append(event)
+        else:
+            self.logs.append(event)
+
+    def __len__(self) -> int:
+        return len(self.task_runs) + len(self.task_run_states) + len(self.logs)
+
+
+class Transport(Protocol):
+    """Where records go. Called from the engine (flow runs) and the flusher (batches)."""
+
+    def create_flow_run(self, flow_run: FlowRun) -> None: ...
+
+    def propose_flow_run_state(self, flow_run_id: uuid.UUID, state: State) -> State: ...
+
+    def send_batch(self, batch: Batch) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class RunRecorder(Protocol):
+    """What the engine calls. ``enabled`` False lets the engine skip building records."""
+
+    enabled: bool
+
+    def create_flow_run(self, flow_run: FlowRun) -> None: ...
+
+    def propose_flow_run_state(self, flow_run_id: uuid.UUID, state: State) -> State: ...
+
+    def emit(self, event: Event) -> None: ...
+
+    def flush(self, timeout: float | None = None) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class NullRecorder:
+    """No backend: nothing is recorded. Supported for users' unit tests."""
+
+    enabled = False
+
+    def create_flow_run(self, flow_run: FlowRun) -> None:
+        return None
+
+    def propose_flow_run_state(self, flow_run_id: uuid.UUID, state: State) -> State:
+        return state
+
+    def emit(self, event: Event) -> None:
+        return None
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    def close(self) -> None:
+        return None
+
+
+class CollectingRecorder:
+    """Keeps events in a list; used inside worker processes to send them home."""
+
+    enabled = True
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def create_flow_run(self, flow_run: FlowRun) -> None:
+        raise NotImplementedError("flow runs are not created inside task-runner workers")
+
+    def propose_flow_run_state(self, flow_run_id: uuid.UUID, state: State) -> State:
+        raise NotImplementedError("flow runs are not orchestrated inside task-runner workers")
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    def close(self) -> None:
+        return None
+
+
+class MemoryTransport:
+    """Keeps everything in memory; the reference transport for tests."""
+
+    def __init__(self) -> None:
+        self.flow_runs: dict[uuid.UUID, FlowRun] = {}
+        self.flow_run_states: dict[uuid.UUID, list[State]] = {}
+        self.task_runs: dict[uuid.UUID, TaskRun] = {}
+        self.task_run_states: dict[uuid.UUID, list[TaskRunStateRecord]] = {}
+        self.logs: list[LogRecordCreate] = []
+        self.batches = 0
+        self._lock = threading.Lock()
+
+    def create_flow_run(self, flow_run: FlowRun) -> None:
+        with self._lock:
+            self.flow_runs[flow_run.id] = flow_run
+            self.flow_run_states.setdefault(flow_run.id, [])
+
+    def propose_flow_run_state(self, flow_run_id: uuid.UUID, state: State) -> State:
+        with self._lock:
+            self.flow_run_states.setdefault(flow_run_id, []).append(state)
+        return state
+
+    def send_batch(self, batch: Batch) -> None:
+        with self._lock:
+            self.batches += 1
+            for task_run in batch.task_runs:
+                self.task_runs[task_run.id] = task_run
+            for record in batch.task_run_states:
+                states = self.task_run_states.setdefault(record.task_run_id, [])
+                if any(existing.seq == record.seq for existing in states):
+                    continue  # a repeated batch must not duplicate history
+                states.append(record)
+                states.sort(key=lambda r: r.seq)
+            self.logs.extend(batch.logs)
+
+    def close(self) -> None:
+        return None
+
+    def task_run_state_types(self, task_run_id: uuid.UUID) -> list[str]:
+        return [r.state.type.value for r in self.task_run_states.get(task_run_id, [])]
+
+
+_live_recorders: weakref.WeakSet[Recorder] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_all_at_exit() -> None:
+    for recorder in list(_live_recorders):
+        recorder.close()
+
+
+class Recorder:
+    """Batches events in a bounded queue and ships them from one flusher thread."""
+
+    enabled = True
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        flush_interval: float = 0.5,
+        batch_size: int = 2_000,
+        max_queue: int = 100_000,
+    ) -> None:
+        self.transport = transport
+        self.flush_interval = flush_interval
+        self.batch_size = batch_size
+        self.max_queue = max_queue
+        self._queue: deque[Event] = deque()
+        self._wake = threading.Event()
+        self._drained = threading.Condition()
+        self._in_flight = 0
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        _live_recorders.add(self)
+
+    # -- engine side ------------------------------------------------------------------
+    def create_flow_run(self, flow_run: FlowRun) -> None:
+        self.transport.create_flow_run(flow_run)
+
+    def propose_flow_run_state(self, flow_run_id: uuid.UUID, state: State) -> State:
+        return self.transport.propose_flow_run_state(flow_run_id, state)
+
+    def emit(self, event: Event) -> None:
+        if self._thread is None:
+            self._start()
+        queue = self._queue
+        queue.append(event)
+        size = len(queue)
+        if size >= self.batch_size:
+            self._wake.set()
+            if size >= self.max_queue:
+                self._wait_below(self.max_queue // 2)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Ship everything queued so far; True when the queue drained in time."""
+        if self._thread is None:
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._wake.set()
+        with self._drained:
+            while self._queue or self._in_flight:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._wake.set()
+                self._drained.wait(remaining if remaining is not None else 0.1)
+        return True
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self.flush(timeout=30)
+        self._closed = True
+        self._wake.set()
+        self.transport.close()
+
+    # -- flusher side -----------------------------------------------------------------
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                thread = threading.Thread(target=self._run, name="conveyor-recorder", daemon=True)
+                thread.start()
+                self._thread = thread
+
+    def _wait_below(self, size: int) -> None:
+        with self._drained:
+            while len(self._queue) > size:
+                self._wake.set()
+                self._drained.wait(0.05)
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            self._ship_all()
+
+    def _ship_all(self) -> None:
+        queue = self._queue
+        while queue:
+            batch = Batch()
+            with self._drained:
+                count = min(len(queue), self.batch_size)
+                for _ in range(count):
+                    batch.add(queue.popleft())
+                self._in_flight = count
+            try:
+                self._send_with_retries(batch)
+            finally:
+                with self._drained:
+                    self._in_flight = 0
+                    self._drained.notify_all()
+        with self._drained:
+            self._drained.notify_all()
+
+    def _send_with_retries(self, batch: Batch) -> None:
+        delay = 0.1
+        warned = False
+        while True:
+            try:
+                self.transport.send_batch(batch)
+                if warned:
+                    _log.warning("Run records caught up: delayed batches were delivered.")
+                return
+            except Exception as exc:  # noqa: BLE001 - any transport failure is retried
+                if self._closed:
+                    _log.error("Dropping %d run records at shutdown: %s", len(batch), exc)
+                    return
+                if not warned:
+                    _log.warning(
+                        "Could not deliver %d run records (%s); buffering and retrying.",
+                        len(batch),
+                        exc,
+                    )
+                    warned = True
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)

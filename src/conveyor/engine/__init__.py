@@ -1,0 +1,1 @@
+"""The client-side engine: flows, tasks, their runs, futures, results and logs."""

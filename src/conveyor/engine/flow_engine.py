@@ -1,0 +1,443 @@
+"""Running one flow run: the state machine, and the sync and async drivers around it.
+
+A flow run's final state follows these rules (also in docs/concepts/states.md):
+1. The function raised: Failed with that exception (TimedOut past ``timeout_seconds``).
+2. It returned a State, a future, or a collection holding them: Failed if any of them is
+   not Completed, else Completed with the futures replaced by their results.
+3. Otherwise, if a submitted task run failed and nothing looked at its outcome (no
+   ``.result()``, ``.state``, downstream use or return), the flow is Failed with that
+   task's exception: a failure is never dropped silently.
+4. Otherwise Completed with the return value.
+A Failed flow with retries left is retried after ``retry_delay_seconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+import uuid
+from typing import Any
+
+from conveyor.client.recorder import RunRecorder
+from conveyor.engine import runtime
+from conveyor.engine.context import (
+    FlowRunContext,
+    RunEnvironment,
+    TaskRunContext,
+    _log_prints,
+    current_tags,
+    flow_run_context,
+    task_run_context,
+)
+from conveyor.engine.flows import Flow
+from conveyor.engine.futures import ConveyorFuture
+from conveyor.engine.hooks import run_hooks_async, run_hooks_sync
+from conveyor.engine.inputs import iter_leaves, walk
+from conveyor.engine.names import generate_run_name
+from conveyor.engine.options import delay_for_attempt
+from conveyor.engine.run_logging import configure_logging
+from conveyor.engine.timeouts import call_async_with_timeout, call_sync_with_timeout
+from conveyor.exceptions import ConfigurationError, FlowRunTimeoutError
+from conveyor.schemas.runs import FlowRun
+from conveyor.schemas.states import (
+    AwaitingRetry,
+    Cancelled,
+    Completed,
+    Crashed,
+    Failed,
+    Pending,
+    Retrying,
+    Running,
+    State,
+    StateType,
+    TimedOut,
+)
+from conveyor.task_runners.base import TaskRunner
+
+logger = logging.getLogger("conveyor.flow_runs")
+
+
+class FlowRunEngine:
+    def __init__(self, flow: Flow[..., Any], parameters: dict[str, Any]) -> None:
+        self.flow = flow
+        self.parameters = parameters
+        parent = flow_run_context.get()
+        parent_task = task_run_context.get()
+        if parent_task is not None:
+            parent_env = parent_task.environment
+            self.recorder: RunRecorder = parent_task.recorder
+        elif parent is not None:
+            parent_env = parent.environment
+            self.recorder = parent.recorder
+        else:
+            parent_env = None
+            self.recorder = runtime.get_recorder()
+        settings = parent_env.settings if parent_env else runtime.get_settings()
+        self.is_top_level = parent is None and parent_task is None
+        run_id = uuid.uuid4()
+        log_prints = flow.log_prints
+        if log_prints is None:
+            log_prints = parent_env.log_prints if parent_env else False
+        self.environment = RunEnvironment(
+            settings=settings,
+            flow_run_id=run_id,
+            flow_run_name=None,
+            flow_name=flow.name,
+            flow_parameters=parameters,
+            persist_result=flow.persist_result,
+            result_storage=flow.result_storage,
+            result_serializer=flow.result_serializer,
+            log_prints=log_prints,
+            tags=current_tags(),
+        )
+        self.flow_run = FlowRun(
+            id=run_id,
+            name=self._render_name(),
+            flow_name=flow.name,
+            flow_version=flow.version,
+            parameters=parameters,
+            tags=sorted(self.environment.tags),
+            parent_flow_run_id=_parent_flow_run_id(parent, parent_task),
+            parent_task_run_id=parent_task.task_run.id if parent_task else None,
+            created=datetime.datetime.now(datetime.timezone.utc),
+        )
+        self.environment.flow_run_name = self.flow_run.name
+        self.state: State = Pending()
+        self.run_count = 0
+        self.retry_delay = 0.0
+        self.runner: TaskRunner | None = None
+        self.context: FlowRunContext | None = None
+
+    def _render_name(self) -> str:
+        template = self.flow.flow_run_name
+        if template is None:
+            return generate_run_name()
+        try:
+            if callable(template):
+                return str(template())
+            return template.format(**self.parameters)
+        except (KeyError, IndexError, AttributeError) as exc:
+            raise ConfigurationError(
+                f"flow {self.flow.name!r}: flow_run_name {template!r} names {exc} "
+                "which is not a parameter of the flow."
+            ) from None
+
+    def _log_extra(self) -> dict[str, Any]:
+        return {
+            "flow_run_id": self.flow_run.id,
+            "flow_run_name": self.flow_run.name,
+            "task_run_id": None,
+            "task_run_name": None,
+        }
+
+    def propose(self, state: State) -> State:
+        state.state_details.flow_run_id = self.flow_run.id
+        state.state_details.transition_id = uuid.uuid4()
+        accepted = self.recorder.propose_flow_run_state(self.flow_run.id, state)
+        self.state = accepted
+        return accepted
+
+    # -- lifecycle --------------------------------------------------------------------
+    def start(self) -> None:
+        configure_logging(self.environment.settings.logging_level)
+        self.recorder.create_flow_run(self.flow_run)
+        self.propose(Pending())
+        logger.info(
+            "Beginning flow run %r for flow %r",
+            self.flow_run.name,
+            self.flow.name,
+            extra=self._log_extra(),
+        )
+
+    def begin_attempt(self) -> None:
+        self.run_count += 1
+        self.propose(Running() if self.run_count == 1 else Retrying())
+        template = self.flow.task_runner
+        self.runner = template.duplicate() if template is not None else _default_runner()
+        self.runner.start(self.recorder)
+        self.context = FlowRunContext(
+            flow=self.flow,
+            flow_run=self.flow_run,
+            environment=self.environment,
+            task_runner=self.runner,
+            recorder=self.recorder,
+        )
+
+    def enter(self) -> tuple[Any, Any]:
+        return flow_run_context.set(self.context), _log_prints.set(self.environment.log_prints)
+
+    def exit(self, tokens: tuple[Any, Any], error: BaseException | None) -> None:
+        try:
+            if self.runner is not None:
+                # After a timeout or crash nothing should keep the caller waiting.
+                self.runner.shutdown(
+                    wait=error is None
+                    or (isinstance(error, Exception) and not isinstance(error, FlowRunTimeoutError))
+                )
+        finally:
+            flow_run_context.reset(tokens[0])
+            _log_prints.reset(tokens[1])
+
+    def succeed(self, value: Any) -> State | None:
+        if isinstance(value, State):
+            candidate = value.model_copy()
+        else:
+            candidate = self._state_from_return(value)
+        if candidate.is_completed() and self._should_persist():
+            try:
+                candidate.result_ref = self._persist(candidate.data)
+            except Exception as exc:  # noqa: BLE001 - a result that cannot be stored fails the run
+                candidate = Failed(data=exc, message=f"Result could not be persisted: {exc}")
+        return self.conclude(candidate)
+
+    def _state_from_return(self, value: Any) -> State:
+        returned: list[State] = []
+        for leaf, _ in iter_leaves(value):
+            if type(leaf) is ConveyorFuture:
+                leaf.mark_observed()
+                returned.append(leaf.final_state())
+            elif isinstance(leaf, State):
+                returned.append(leaf)
+        if isinstance(value, ConveyorFuture):
+            returned = [value.final_state()]
+        if returned:
+            bad = [s for s in returned if not s.is_completed()]
+            if bad:
+                return Failed(
+                    data=_first_exception(bad),
+                    message=f"{len(bad)}/{len(returned)} states failed.",
+                )
+            return Completed(
+                data=walk(value, _result_of)
+                if not isinstance(value, ConveyorFuture)
+                else returned[0].result()
+            )
+        unhandled = [
+            f
+            for f in (self.context.futures if self.context else [])
+            if not f.observed and not f.final_state().is_completed()
+        ]
+        if unhandled:
+            names = ", ".join(repr(f.task_name) for f in unhandled[:5])
+            more = "" if len(unhandled) <= 5 else f" and {len(unhandled) - 5} more"
+            return Failed(
+                data=_first_exception([f.final_state() for f in unhandled]),
+                message=(
+                    f"{len(unhandled)} submitted task run(s) failed and the flow did not "
+                    f"handle them: {names}{more}."
+                ),
+            )
+        return Completed(data=value)
+
+    def _should_persist(self) -> bool:
+        persist = self.flow.persist_result
+        if persist is None:
+            persist = self.environment.settings.persist_results
+        return persist
+
+    def _persist(self, value: Any) -> Any:
+        from conveyor.engine.results import get_result_store
+
+        store = get_result_store(
+            self.flow.result_storage, self.flow.result_serializer, self.environment.settings
+        )
+        return store.write(str(self.flow_run.id), value)
+
+    def fail(self, exc: BaseException) -> State | None:
+        if isinstance(exc, FlowRunTimeoutError):
+            return self.conclude(TimedOut(data=exc, message=str(exc)))
+        if isinstance(exc, asyncio.CancelledError):
+            return self.conclude(Cancelled(data=exc, message="Flow run was cancelled."))
+        if not isinstance(exc, Exception):
+            return self.conclude(Crashed(data=exc, message=f"Flow run crashed: {exc!r}"))
+        return self.conclude(
+            Failed(data=exc, message=f"Flow run failed: {type(exc).__name__}: {exc}")
+        )
+
+    def conclude(self, candidate: State) -> State | None:
+        """Propose a final state, or AwaitingRetry (returning None) when retries remain."""
+        if candidate.type is StateType.FAILED and self.run_count <= self.flow.retries:
+            self.retry_delay = delay_for_attempt(self.flow.retry_delays, self.run_count, None)
+            logger.warning(
+                "%s Retry %d of %d in %.3gs.",
+                candidate.message,
+                self.run_count,
+                self.flow.retries,
+                self.retry_delay,
+                extra=self._log_extra(),
+            )
+            when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
+                seconds=self.retry_delay
+            )
+            self.propose(AwaitingRetry(scheduled_time=when, message=candidate.message))
+            return None
+        data = candidate.data
+        accepted = self.propose(candidate)
+        if accepted is not candidate and not accepted.has_data():
+            accepted.data = data
+        return accepted
+
+    def hooks_to_run(self) -> tuple[Any, ...]:
+        name = {
+            StateType.COMPLETED: "on_completion",
+            StateType.FAILED: "on_failure",
+            StateType.CRASHED: "on_crashed",
+            StateType.CANCELLED: "on_cancellation",
+        }.get(self.state.type)
+        return self.flow.hooks.get(name, ()) if name else ()
+
+    def log_final(self) -> None:
+        level = logging.INFO if self.state.is_completed() else logging.ERROR
+        logger.log(level, "Finished in state %r", self.state, extra=self._log_extra())
+        if self.is_top_level:
+            self.recorder.flush(timeout=30)
+
+
+def _parent_flow_run_id(
+    parent: FlowRunContext | None, parent_task: TaskRunContext | None
+) -> uuid.UUID | None:
+    if parent_task is not None:
+        return parent_task.environment.flow_run_id
+    return parent.flow_run.id if parent is not None else None
+
+
+def _default_runner() -> TaskRunner:
+    from conveyor.task_runners.threads import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner()
+
+
+def _result_of(value: Any, allowed: bool) -> Any:
+    if type(value) is ConveyorFuture:
+        return value.final_state().result()
+    if isinstance(value, State):
+        return value.result()
+    return value
+
+
+def _first_exception(states: list[State]) -> Any:
+    for state in states:
+        if isinstance(state.data, BaseException):
+            return state.data
+    return states[0].data if states else None
+
+
+# -- drivers ------------------------------------------------------------------------------
+def drive_flow_sync(engine: FlowRunEngine) -> State:
+    flow = engine.flow
+    engine.start()
+    state: State | None = None
+    while state is None:
+        engine.begin_attempt()
+        if "on_running" in flow.hooks:
+            run_hooks_sync(flow.hooks["on_running"], (flow, engine.flow_run, engine.state))
+        error: BaseException | None = None
+        value: Any = None
+        tokens = engine.enter()
+        try:
+            args, kwargs = flow.signature.call_args(engine.parameters)
+            if flow.isasync:
+                value = runtime.run_coro_sync(
+                    call_async_with_timeout(
+                        flow.fn,
+                        args,
+                        kwargs,
+                        flow.timeout_seconds,
+                        engine.flow_run.name,
+                        FlowRunTimeoutError,
+                    )
+                )
+            else:
+                value = call_sync_with_timeout(
+                    flow.fn,
+                    args,
+                    kwargs,
+                    flow.timeout_seconds,
+                    engine.flow_run.name,
+                    FlowRunTimeoutError,
+                )
+        except BaseException as exc:  # noqa: BLE001 - every outcome is recorded as a state
+            error = exc
+        finally:
+            engine.exit(tokens, error)
+        state = engine.succeed(value) if error is None else engine.fail(error)
+        if state is None:
+            if engine.retry_delay > 0:
+                time.sleep(engine.retry_delay)
+            continue
+    hooks = engine.hooks_to_run()
+    if hooks:
+        run_hooks_sync(hooks, (flow, engine.flow_run, state))
+    engine.log_final()
+    if error is not None and not isinstance(error, Exception):
+        raise error
+    return state
+
+
+async def drive_flow_async(engine: FlowRunEngine) -> State:
+    flow = engine.flow
+    engine.start()
+    state: State | None = None
+    while state is None:
+        engine.begin_attempt()
+        if "on_running" in flow.hooks:
+            await run_hooks_async(flow.hooks["on_running"], (flow, engine.flow_run, engine.state))
+        error: BaseException | None = None
+        value: Any = None
+        tokens = engine.enter()
+        try:
+            args, kwargs = flow.signature.call_args(engine.parameters)
+            if flow.isasync:
+                value = await call_async_with_timeout(
+                    flow.fn,
+                    args,
+                    kwargs,
+                    flow.timeout_seconds,
+                    engine.flow_run.name,
+                    FlowRunTimeoutError,
+                )
+            else:
+                value = call_sync_with_timeout(
+                    flow.fn,
+                    args,
+                    kwargs,
+                    flow.timeout_seconds,
+                    engine.flow_run.name,
+                    FlowRunTimeoutError,
+                )
+        except BaseException as exc:  # noqa: BLE001 - every outcome is recorded as a state
+            error = exc
+        finally:
+            engine.exit(tokens, error)
+        state = engine.succeed(value) if error is None else engine.fail(error)
+        if state is None:
+            if engine.retry_delay > 0:
+                await asyncio.sleep(engine.retry_delay)
+            continue
+    hooks = engine.hooks_to_run()
+    if hooks:
+        await run_hooks_async(hooks, (flow, engine.flow_run, state))
+    engine.log_final()
+    if error is not None and not isinstance(error, Exception):
+        raise error
+    return state
+
+
+def run_flow(flow: Flow[..., Any], parameters: dict[str, Any], *, return_state: bool) -> Any:
+    """Validate parameters (no run starts on bad input), then run the flow."""
+    parameters = flow.validate(parameters)
+    engine = FlowRunEngine(flow, parameters)
+    if flow.isasync and (runtime.in_event_loop() or engine.is_top_level):
+        return _run_async_returning(engine, return_state)
+    if flow.isasync:
+        state = runtime.run_coro_sync(drive_flow_async(engine))
+    else:
+        state = drive_flow_sync(engine)
+    return state if return_state else state.result()
+
+
+async def _run_async_returning(engine: FlowRunEngine, return_state: bool) -> Any:
+    state = await drive_flow_async(engine)
+    return state if return_state else state.result()

@@ -1,0 +1,44 @@
+"""Running state-change hooks: a failing hook is logged and never changes the run."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+logger = logging.getLogger("conveyor.hooks")
+
+
+def _hook_name(hook: Callable[..., Any]) -> str:
+    return getattr(hook, "__name__", repr(hook))
+
+
+def run_hooks_sync(hooks: Iterable[Callable[..., Any]], args: tuple[Any, ...]) -> None:
+    from conveyor.engine.runtime import run_coro_sync
+
+    for hook in hooks:
+        try:
+            result = hook(*args)
+            if inspect.isawaitable(result):
+                run_coro_sync(_await(result))
+        except Exception:
+            logger.exception(
+                "Hook %r raised an error; the run's state is unchanged.", _hook_name(hook)
+            )
+
+
+async def run_hooks_async(hooks: Iterable[Callable[..., Any]], args: tuple[Any, ...]) -> None:
+    for hook in hooks:
+        try:
+            result = hook(*args)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception(
+                "Hook %r raised an error; the run's state is unchanged.", _hook_name(hook)
+            )
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable

@@ -1,0 +1,101 @@
+"""Wrappers that change how a task input is treated, and walking inputs for futures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class _Annotation(Generic[T]):
+    __slots__ = ("value",)
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+    def unwrap(self) -> T:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.value!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.value,))
+
+
+class unmapped(_Annotation[T]):
+    """Pass the same value to every mapped call instead of iterating over it."""
+
+
+class allow_failure(_Annotation[T]):
+    """Run the downstream task even if this upstream future failed; it gets the exception."""
+
+
+_SCALARS = frozenset({int, float, str, bytes, bool, type(None), complex})
+_COLLECTIONS = frozenset({list, tuple, set, frozenset, dict})
+
+
+def _is_collection(value: Any) -> bool:
+    # Exact builtins (and named tuples) only: subclasses may not rebuild from an iterable.
+    kind = type(value)
+    return kind in _COLLECTIONS or (isinstance(value, tuple) and hasattr(kind, "_fields"))
+
+
+def walk(value: Any, visit: Callable[[Any, bool], Any], keep_wrappers: bool = False) -> Any:
+    """Rebuild ``value`` with ``visit(leaf, allowed_to_fail)`` applied to non-collection leaves.
+
+    Only plain lists, tuples, sets and dicts are entered; anything else is a leaf. Returns
+    the very same object when nothing inside changed, so untouched inputs are not copied.
+    ``allow_failure``/``unmapped`` wrappers are removed unless ``keep_wrappers``.
+    """
+    return _walk(value, visit, False, keep_wrappers)
+
+
+def _walk(value: Any, visit: Callable[[Any, bool], Any], allowed: bool, keep: bool) -> Any:
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is allow_failure or kind is unmapped:
+        inner = _walk(value.value, visit, allowed or kind is allow_failure, keep)
+        if not keep:
+            return inner
+        return value if inner is value.value else kind(inner)
+    if _is_collection(value):
+        if kind is dict:
+            changed = False
+            items = []
+            for k, v in value.items():
+                nv = _walk(v, visit, allowed, keep)
+                changed = changed or nv is not v
+                items.append((k, nv))
+            return dict(items) if changed else value
+        new = [_walk(v, visit, allowed, keep) for v in value]
+        if all(a is b for a, b in zip(new, value, strict=True)):
+            return value
+        if isinstance(value, tuple) and hasattr(value, "_fields"):
+            return type(value)(*new)
+        return type(value)(new)
+    return visit(value, allowed)
+
+
+def iter_leaves(value: Any) -> Iterator[tuple[Any, bool]]:
+    """Yield ``(leaf, allowed_to_fail)`` for every non-scalar leaf inside ``value``."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return
+    if kind is allow_failure:
+        for leaf, _ in iter_leaves(value.value):
+            yield leaf, True
+        return
+    if kind is unmapped:
+        yield from iter_leaves(value.value)
+        return
+    if kind is dict:
+        for v in value.values():
+            yield from iter_leaves(v)
+    elif _is_collection(value):
+        for v in value:
+            yield from iter_leaves(v)
+    else:
+        yield value, False

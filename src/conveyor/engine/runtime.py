@@ -1,0 +1,129 @@
+"""Process-wide engine state, created on first use (never at import time)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import contextvars
+import itertools
+import threading
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
+
+from conveyor.client.recorder import NullRecorder, RunRecorder
+from conveyor.engine.context import RunEnvironment, current_tags
+from conveyor.settings import Settings
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_settings: Settings | None = None
+_recorder: RunRecorder | None = None
+_standalone_keys = itertools.count()
+_thread_loops = threading.local()
+
+
+def get_settings() -> Settings:
+    global _settings
+    if _settings is None:
+        with _lock:
+            if _settings is None:
+                _settings = Settings.from_env()
+    return _settings
+
+
+def get_recorder() -> RunRecorder:
+    """Where runs are recorded. No backend until one is configured (issue: server)."""
+    global _recorder
+    if _recorder is None:
+        with _lock:
+            if _recorder is None:
+                _recorder = NullRecorder()
+    return _recorder
+
+
+def set_recorder(recorder: RunRecorder | None) -> None:
+    global _recorder
+    _recorder = recorder
+
+
+@contextlib.contextmanager
+def use_recorder(recorder: RunRecorder) -> Iterator[RunRecorder]:
+    """Record runs started inside the block with ``recorder`` (tests, embedding)."""
+    global _recorder
+    previous = _recorder
+    _recorder = recorder
+    try:
+        yield recorder
+    finally:
+        recorder.flush()
+        _recorder = previous
+
+
+@contextlib.contextmanager
+def use_settings(settings: Settings) -> Iterator[Settings]:
+    global _settings
+    previous = _settings
+    _settings = settings
+    try:
+        yield settings
+    finally:
+        _settings = previous
+
+
+def reset() -> None:
+    """Forget cached settings and recorder so the next run reads the environment again."""
+    global _settings, _recorder
+    _settings = None
+    _recorder = None
+
+
+def standalone_environment() -> RunEnvironment:
+    """The environment of a task called outside of any flow."""
+    return RunEnvironment(
+        settings=get_settings(),
+        flow_run_id=None,
+        flow_run_name=None,
+        flow_name=None,
+        flow_parameters={},
+        persist_result=None,
+        result_storage=None,
+        result_serializer=None,
+        log_prints=False,
+        tags=current_tags(),
+    )
+
+
+def next_standalone_key() -> int:
+    return next(_standalone_keys)
+
+
+def in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def run_coro_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from sync code, keeping the caller's context.
+
+    Each thread keeps one event loop for this, so running many async tasks from sync
+    code does not pay for a new loop each time. From inside a running loop, the coroutine
+    runs on a helper thread instead (a loop cannot block on itself).
+    """
+    if in_event_loop():
+        context = contextvars.copy_context()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(context.run, _run_on_thread_loop, coro).result()
+    return _run_on_thread_loop(coro)
+
+
+def _run_on_thread_loop(coro: Coroutine[Any, Any, T]) -> T:
+    loop: asyncio.AbstractEventLoop | None = getattr(_thread_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        _thread_loops.loop = loop
+    return loop.run_until_complete(coro)

@@ -1,0 +1,669 @@
+"""Running one task run: the state machine, and the sync and async drivers around it.
+
+``TaskRunEngine`` holds every decision (inputs, caching, retries, results, hooks); the
+two drivers only call the function and sleep, one with ``await`` and one without, so
+there is a single copy of the logic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from conveyor.client.recorder import RunRecorder
+from conveyor.engine import runtime
+from conveyor.engine.context import (
+    RunEnvironment,
+    TaskRunContext,
+    _log_prints,
+    current_tags,
+    flow_run_context,
+    task_run_context,
+)
+from conveyor.engine.futures import ConveyorFuture, FutureList
+from conveyor.engine.hooks import run_hooks_async, run_hooks_sync
+from conveyor.engine.inputs import iter_leaves, unmapped, walk
+from conveyor.engine.options import delay_for_attempt
+from conveyor.engine.timeouts import call_async_with_timeout, call_sync_with_timeout
+from conveyor.exceptions import (
+    ConfigurationError,
+    NotInFlowError,
+    TaskRunTimeoutError,
+    UpstreamTaskError,
+)
+from conveyor.schemas.runs import TaskRun, TaskRunInput, TaskRunStateRecord
+from conveyor.schemas.states import (
+    AwaitingRetry,
+    Cached,
+    Cancelled,
+    Completed,
+    Crashed,
+    Failed,
+    Pending,
+    Retrying,
+    Running,
+    State,
+    StateType,
+    TimedOut,
+)
+
+if TYPE_CHECKING:
+    from conveyor.engine.results import ResultStore
+    from conveyor.engine.tasks import Task
+
+logger = logging.getLogger("conveyor.task_runs")
+
+
+@dataclass
+class TaskCall:
+    """Everything needed to run one task run anywhere: what task runners ship."""
+
+    task: Task[..., Any]
+    parameters: dict[str, Any]
+    wait_for: list[Any] | None
+    environment: RunEnvironment
+    task_run_id: uuid.UUID
+    dynamic_key: int
+    map_index: int | None
+    tags: frozenset[str]
+
+    def upstream_futures(self) -> list[ConveyorFuture]:
+        found = [leaf for leaf, _ in iter_leaves(self.parameters) if type(leaf) is ConveyorFuture]
+        if self.wait_for:
+            found.extend(f for f, _ in iter_leaves(self.wait_for) if type(f) is ConveyorFuture)
+        return found
+
+    def with_upstream_states(self) -> TaskCall:
+        """A copy whose upstream futures (all done) are replaced by their final states,
+        for shipping to another process."""
+
+        def to_state(value: Any, allowed: bool) -> Any:
+            if type(value) is ConveyorFuture:
+                value.mark_observed()
+                return value.final_state()
+            return value
+
+        return self._rewritten(to_state)
+
+    def with_placeholders(self) -> tuple[TaskCall, list[ConveyorFuture]]:
+        """A copy whose upstream futures are numbered placeholders, and the futures, so
+        a cluster can resolve dependencies itself (Dask)."""
+        upstream: list[ConveyorFuture] = []
+
+        def to_placeholder(value: Any, allowed: bool) -> Any:
+            if type(value) is ConveyorFuture:
+                value.mark_observed()
+                upstream.append(value)
+                return UpstreamPlaceholder(len(upstream) - 1)
+            return value
+
+        return self._rewritten(to_placeholder), upstream
+
+    def with_placeholders_filled(self, states: dict[int, State]) -> TaskCall:
+        def fill(value: Any, allowed: bool) -> Any:
+            if type(value) is UpstreamPlaceholder:
+                return states[value.index]
+            return value
+
+        return self._rewritten(fill)
+
+    def _rewritten(self, visit: Any) -> TaskCall:
+        parameters = {k: walk(v, visit, keep_wrappers=True) for k, v in self.parameters.items()}
+        wait_for = walk(self.wait_for, visit, keep_wrappers=True) if self.wait_for else None
+        return replace(self, parameters=parameters, wait_for=wait_for)
+
+    def run_sync(self, recorder: RunRecorder) -> State:
+        return drive_sync(TaskRunEngine(self, recorder))
+
+    async def run_async(self, recorder: RunRecorder) -> State:
+        return await drive_async(TaskRunEngine(self, recorder))
+
+
+@dataclass(frozen=True)
+class UpstreamPlaceholder:
+    """Stands for the n-th upstream future while a call travels to a cluster."""
+
+    index: int
+
+
+class TaskRunEngine:
+    """One task run's decisions. Drivers call: prepare, then attempts, then finish."""
+
+    def __init__(self, call: TaskCall, recorder: RunRecorder) -> None:
+        self.call = call
+        self.task = call.task
+        self.env = call.environment
+        self.recorder = recorder
+        self.task_run_id = call.task_run_id
+        self.seq = 0
+        self.run_count = 0
+        self.state: State = Pending()
+        self.inputs: dict[str, Any] = call.parameters
+        self.cache_key: str | None = None
+        self.result_store: ResultStore | None = None
+        self.name = self._render_name()
+        self.task_run = TaskRun.model_construct(
+            id=self.task_run_id,
+            name=self.name,
+            task_key=self.task.task_key,
+            flow_run_id=self.env.flow_run_id,
+            task_version=self.task.version,
+            tags=sorted(call.tags),
+            dynamic_key=str(call.dynamic_key),
+            map_index=call.map_index,
+            task_inputs=[],
+            cache_key=None,
+            created=datetime.datetime.now(datetime.timezone.utc),
+        )
+        self.context = TaskRunContext(
+            task=self.task,
+            task_run=self.task_run,
+            environment=self.env,
+            recorder=recorder,
+            run_count=0,
+        )
+
+    def _render_name(self) -> str:
+        template = self.task.task_run_name
+        if template is None:
+            return f"{self.task.name}-{self.call.dynamic_key}"
+        try:
+            if callable(template):
+                return str(template())
+            return template.format(**self.call.parameters)
+        except (KeyError, IndexError, AttributeError) as exc:
+            raise ConfigurationError(
+                f"task {self.task.name!r}: task_run_name {template!r} names {exc} "
+                "which is not a parameter of the task."
+            ) from None
+
+    # -- states -----------------------------------------------------------------------
+    def set_state(self, state: State) -> State:
+        self.seq += 1
+        state.state_details.task_run_id = self.task_run_id
+        state.state_details.flow_run_id = self.env.flow_run_id
+        self.state = state
+        if self.recorder.enabled:
+            if self.seq == 1:
+                self.recorder.emit(self.task_run)
+            self.recorder.emit(
+                TaskRunStateRecord.model_construct(
+                    task_run_id=self.task_run_id, seq=self.seq, state=state
+                )
+            )
+        return state
+
+    # -- before running ---------------------------------------------------------------
+    def prepare(self) -> State | None:
+        """Record Pending, resolve inputs and look up the cache (upstream runs are done).
+
+        Returns the final state when the function must not run: an upstream failed, or
+        the result came from the cache.
+        """
+        self.task_run.task_inputs = self._dependencies()
+        self.set_state(Pending())
+        failures: list[str] = []
+        self.inputs = self._resolve_inputs(failures)
+        if failures:
+            error = UpstreamTaskError(
+                f"Upstream task run {', '.join(failures)} did not complete; "
+                f"{self.name!r} did not run. Wrap the input in allow_failure(...) to run anyway."
+            )
+            return self.set_state(Failed(data=error, name="UpstreamFailed", message=str(error)))
+        return self._lookup_cache()
+
+    def _dependencies(self) -> list[TaskRunInput]:
+        deps: list[TaskRunInput] = []
+        for name, value in self.call.parameters.items():
+            for leaf, _ in iter_leaves(value):
+                run_id = _run_id_of(leaf)
+                if run_id is not None:
+                    deps.append(TaskRunInput(task_run_id=run_id, parameter=name))
+        for leaf, _ in iter_leaves(self.call.wait_for or ()):
+            run_id = _run_id_of(leaf)
+            if run_id is not None:
+                deps.append(TaskRunInput(task_run_id=run_id, parameter=None))
+        return deps
+
+    def _resolve_inputs(self, failures: list[str]) -> dict[str, Any]:
+        def resolve(value: Any, allowed: bool) -> Any:
+            if type(value) is ConveyorFuture:
+                value.mark_observed()
+                name = value.task_name
+                state = value.final_state()
+            elif type(value) is UpstreamPlaceholder:
+                raise RuntimeError("an upstream placeholder reached the engine unfilled")
+            elif isinstance(value, State):
+                name = str(value.state_details.task_run_id or "state")
+                state = value
+            else:
+                return value
+            if state.type is StateType.COMPLETED:
+                return state.result()
+            if allowed:
+                return state.result(raise_on_failure=False)
+            failures.append(f"{name!r} ({state.name})")
+            return None
+
+        for leaf, allowed in iter_leaves(self.call.wait_for or ()):
+            resolve(leaf, allowed)
+        return {k: walk(v, resolve) for k, v in self.call.parameters.items()}
+
+    def _lookup_cache(self) -> State | None:
+        policy = self.task.cache_policy
+        if policy is None:
+            return None
+        from conveyor.engine.cache_policies import CacheKeyContext
+
+        key_context = CacheKeyContext(
+            task_key=self.task.task_key,
+            task_fn=self.task.fn,
+            flow_run_id=self.env.flow_run_id,
+            flow_parameters=self.env.flow_parameters,
+            task_run_id=self.task_run_id,
+        )
+        self.cache_key = policy.compute_key(key_context, self.inputs)
+        if self.cache_key is None:
+            return None
+        self.task_run.cache_key = self.cache_key
+        if self.task.refresh_cache:
+            return None
+        hit, value, ref = self._store().read_cached(self.cache_key)
+        if not hit:
+            return None
+        state = Cached(data=value)
+        state.result_ref = ref
+        state.state_details.cache_key = self.cache_key
+        logger.debug("Task run %r loaded its result from the cache.", self.name)
+        return self.set_state(state)
+
+    def _store(self) -> ResultStore:
+        if self.result_store is None:
+            from conveyor.engine.results import get_result_store
+
+            self.result_store = get_result_store(
+                self.task.result_storage or self.env.result_storage,
+                self.task.result_serializer or self.env.result_serializer,
+                self.env.settings,
+            )
+            self.context.result_store = self.result_store
+        return self.result_store
+
+    # -- attempts ---------------------------------------------------------------------
+    def begin_attempt(self) -> None:
+        self.run_count += 1
+        self.context.run_count = self.run_count
+        self.set_state(Running() if self.run_count == 1 else Retrying())
+
+    def call_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return self.task.signature.call_args(self.inputs)
+
+    def enter(self) -> tuple[Any, Any]:
+        log_prints = self.task.log_prints
+        if log_prints is None:
+            log_prints = self.env.log_prints
+        return task_run_context.set(self.context), _log_prints.set(log_prints)
+
+    @staticmethod
+    def exit(tokens: tuple[Any, Any]) -> None:
+        task_run_context.reset(tokens[0])
+        _log_prints.reset(tokens[1])
+
+    def succeed(self, value: Any) -> State:
+        if isinstance(value, State):
+            return self.set_state(value)
+        state = Completed(data=value)
+        if self._should_persist():
+            try:
+                state.result_ref = self._persist(value)
+            except Exception as exc:  # noqa: BLE001 - a result that cannot be stored fails the run
+                return self.set_state(
+                    Failed(data=exc, message=f"Result could not be persisted: {exc}")
+                )
+        return self.set_state(state)
+
+    def _should_persist(self) -> bool:
+        if self.cache_key is not None or self.task.result_storage_key is not None:
+            return True
+        persist = self.task.persist_result
+        if persist is None:
+            persist = self.env.persist_result
+        if persist is None:
+            persist = self.env.settings.persist_results
+        return persist
+
+    def _persist(self, value: Any) -> Any:
+        store = self._store()
+        if self.task.result_storage_key is not None:
+            from conveyor.engine.results import render_storage_key
+
+            key = render_storage_key(
+                self.task.result_storage_key,
+                self.inputs,
+                task_name=self.task.name,
+                task_run_id=self.task_run_id,
+                flow_run_id=self.env.flow_run_id,
+                flow_name=self.env.flow_name,
+            )
+        else:
+            key = self.cache_key or str(self.task_run_id)
+        expiration = None
+        if self.cache_key is not None and self.task.cache_expiration is not None:
+            expiration = datetime.datetime.now(datetime.timezone.utc) + self.task.cache_expiration
+        return store.write(key, value, expiration=expiration)
+
+    def fail(self, exc: BaseException) -> float | None:
+        """Record a failed attempt; returns the delay before a retry, or None if final."""
+        if isinstance(exc, TaskRunTimeoutError):
+            state = TimedOut(data=exc, message=str(exc))
+        elif isinstance(exc, asyncio.CancelledError):
+            self.set_state(Cancelled(data=exc, message="Task run was cancelled."))
+            return None
+        elif not isinstance(exc, Exception):
+            self.set_state(Crashed(data=exc, message=f"Task run crashed: {exc!r}"))
+            return None
+        else:
+            state = Failed(data=exc, message=f"Task run failed: {type(exc).__name__}: {exc}")
+        if self.run_count <= self.task.retries and self._retry_allowed(state):
+            delay = delay_for_attempt(
+                self.task.retry_delays, self.run_count, self.task.retry_jitter_factor
+            )
+            logger.warning(
+                "Failed (%s: %s); retry %d of %d in %.3gs.",
+                type(exc).__name__,
+                exc,
+                self.run_count,
+                self.task.retries,
+                delay,
+                extra=self._log_extra(),
+            )
+            when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=delay)
+            self.set_state(AwaitingRetry(scheduled_time=when, message=state.message))
+            return delay
+        self.set_state(state)
+        return None
+
+    def _retry_allowed(self, state: State) -> bool:
+        condition = self.task.retry_condition_fn
+        if condition is None:
+            return True
+        try:
+            return bool(condition(self.task, self.task_run, state))
+        except Exception:
+            logger.exception(
+                "retry_condition_fn of task %r raised; not retrying.",
+                self.task.name,
+                extra=self._log_extra(),
+            )
+            return False
+
+    # -- after running ----------------------------------------------------------------
+    def hooks_to_run(self) -> tuple[Any, ...]:
+        state = self.state
+        if state.type is StateType.COMPLETED:
+            name = "on_completion"
+        elif state.type is StateType.FAILED:
+            name = "on_failure"
+        elif state.type is StateType.CRASHED:
+            name = "on_crashed"
+        elif state.type is StateType.CANCELLED:
+            name = "on_cancellation"
+        else:
+            return ()
+        return self.task.hooks.get(name, ())
+
+    def log_final(self) -> None:
+        state = self.state
+        if state.type is StateType.COMPLETED:
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("Finished in state %r", state, extra=self._log_extra())
+        else:
+            exc = state.data if isinstance(state.data, BaseException) else None
+            logger.error(
+                "Finished in state %r",
+                state,
+                exc_info=exc if state.name not in ("UpstreamFailed", "TimedOut") else None,
+                extra=self._log_extra(),
+            )
+
+    def _log_extra(self) -> dict[str, Any]:
+        return {
+            "flow_run_id": self.env.flow_run_id,
+            "flow_run_name": self.env.flow_run_name,
+            "task_run_id": self.task_run_id,
+            "task_run_name": self.name,
+        }
+
+
+def _run_id_of(value: Any) -> uuid.UUID | None:
+    if type(value) is ConveyorFuture:
+        return value.task_run_id
+    if isinstance(value, State):
+        return value.state_details.task_run_id
+    return None
+
+
+# -- drivers ------------------------------------------------------------------------------
+def drive_sync(engine: TaskRunEngine) -> State:
+    for future in engine.call.upstream_futures():
+        future.wait()
+    state = engine.prepare()
+    task = engine.task
+    while state is None:
+        engine.begin_attempt()
+        if "on_running" in task.hooks:
+            run_hooks_sync(task.hooks["on_running"], (task, engine.task_run, engine.state))
+        error: BaseException | None = None
+        tokens = engine.enter()
+        try:
+            args, kwargs = engine.call_args()
+            if task.isasync:
+                coro = call_async_with_timeout(
+                    task.fn, args, kwargs, task.timeout_seconds, engine.name
+                )
+                value = runtime.run_coro_sync(coro)
+            else:
+                value = call_sync_with_timeout(
+                    task.fn, args, kwargs, task.timeout_seconds, engine.name
+                )
+        except BaseException as exc:  # noqa: BLE001 - every outcome is recorded as a state
+            error = exc
+        finally:
+            engine.exit(tokens)
+        if error is None:
+            state = engine.succeed(value)
+            continue
+        delay = engine.fail(error)
+        if delay is None:
+            state = engine.state
+            if not isinstance(error, Exception):
+                _finish_sync(engine)
+                raise error
+        elif delay > 0:
+            time.sleep(delay)
+    _finish_sync(engine)
+    return state
+
+
+def _finish_sync(engine: TaskRunEngine) -> None:
+    hooks = engine.hooks_to_run()
+    if hooks:
+        run_hooks_sync(hooks, (engine.task, engine.task_run, engine.state))
+    engine.log_final()
+
+
+async def drive_async(engine: TaskRunEngine) -> State:
+    for future in engine.call.upstream_futures():
+        if not future.done():
+            await asyncio.wrap_future(future._future)
+    state = engine.prepare()
+    task = engine.task
+    while state is None:
+        engine.begin_attempt()
+        if "on_running" in task.hooks:
+            await run_hooks_async(task.hooks["on_running"], (task, engine.task_run, engine.state))
+        error: BaseException | None = None
+        tokens = engine.enter()
+        try:
+            args, kwargs = engine.call_args()
+            if task.isasync:
+                value = await call_async_with_timeout(
+                    task.fn, args, kwargs, task.timeout_seconds, engine.name
+                )
+            else:
+                value = call_sync_with_timeout(
+                    task.fn, args, kwargs, task.timeout_seconds, engine.name
+                )
+        except BaseException as exc:  # noqa: BLE001 - every outcome is recorded as a state
+            error = exc
+        finally:
+            engine.exit(tokens)
+        if error is None:
+            state = engine.succeed(value)
+            continue
+        delay = engine.fail(error)
+        if delay is None:
+            state = engine.state
+            if not isinstance(error, Exception):
+                await _finish_async(engine)
+                raise error
+        elif delay > 0:
+            await asyncio.sleep(delay)
+    await _finish_async(engine)
+    return state
+
+
+async def _finish_async(engine: TaskRunEngine) -> None:
+    hooks = engine.hooks_to_run()
+    if hooks:
+        await run_hooks_async(hooks, (engine.task, engine.task_run, engine.state))
+    engine.log_final()
+
+
+# -- entry points used by Task ------------------------------------------------------------
+def _make_call(
+    task: Task[..., Any],
+    parameters: dict[str, Any],
+    wait_for: Iterable[Any] | None,
+    map_index: int | None = None,
+) -> tuple[TaskCall, RunRecorder]:
+    flow_ctx = flow_run_context.get()
+    if flow_ctx is not None:
+        env = flow_ctx.environment
+        recorder: RunRecorder = flow_ctx.recorder
+        dynamic_key = flow_ctx.next_dynamic_key(task.task_key)
+    else:
+        task_ctx = task_run_context.get()
+        if task_ctx is not None:
+            env, recorder = task_ctx.environment, task_ctx.recorder
+        else:
+            env, recorder = runtime.standalone_environment(), runtime.get_recorder()
+        dynamic_key = runtime.next_standalone_key()
+    tags = task.tags | env.tags | current_tags()
+    call = TaskCall(
+        task=task,
+        parameters=parameters,
+        wait_for=list(wait_for) if wait_for is not None else None,
+        environment=env,
+        task_run_id=uuid.uuid4(),
+        dynamic_key=dynamic_key,
+        map_index=map_index,
+        tags=tags,
+    )
+    return call, recorder
+
+
+def run_task(
+    task: Task[..., Any],
+    parameters: dict[str, Any],
+    *,
+    wait_for: Iterable[Any] | None = None,
+    return_state: bool = False,
+) -> Any:
+    """Run a task in the calling thread (or return an awaitable inside an event loop)."""
+    call, recorder = _make_call(task, parameters, wait_for)
+    if task.isasync and (runtime.in_event_loop() or _at_top_level()):
+        return _run_async_returning(call, recorder, return_state)
+    state = call.run_sync(recorder)
+    return state if return_state else state.result()
+
+
+def _at_top_level() -> bool:
+    return flow_run_context.get() is None and task_run_context.get() is None
+
+
+async def _run_async_returning(call: TaskCall, recorder: RunRecorder, return_state: bool) -> Any:
+    state = await call.run_async(recorder)
+    return state if return_state else state.result()
+
+
+def submit_task(
+    task: Task[..., Any], parameters: dict[str, Any], *, wait_for: Iterable[Any] | None = None
+) -> ConveyorFuture:
+    flow_ctx = flow_run_context.get()
+    if flow_ctx is None:
+        raise NotInFlowError(
+            f"{task.name}.submit() needs a running flow to provide a task runner; "
+            f"call {task.name}(...) to run it directly, or submit it from inside a @flow."
+        )
+    call, _ = _make_call(task, parameters, wait_for)
+    future = flow_ctx.task_runner.submit(call)
+    flow_ctx.futures.append(future)
+    return future
+
+
+def map_task(
+    task: Task[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    wait_for: Iterable[Any] | None = None,
+) -> FutureList:
+    flow_ctx = flow_run_context.get()
+    if flow_ctx is None:
+        raise NotInFlowError(
+            f"{task.name}.map() needs a running flow to provide a task runner; "
+            "call it from inside a @flow."
+        )
+    parameters = task.signature.bind(args, kwargs)
+    iterables: dict[str, list[Any]] = {}
+    static: dict[str, Any] = {}
+    for name, value in parameters.items():
+        if type(value) is ConveyorFuture:
+            value = value.result()  # mapping over an upstream result needs its value now
+        if type(value) is unmapped:
+            static[name] = value.value
+        elif task._is_mapped(value):
+            iterables[name] = list(value)
+        else:
+            static[name] = value
+    if not iterables:
+        raise ConfigurationError(
+            f"{task.name}.map() needs at least one iterable argument; "
+            "wrap arguments that should not be iterated in unmapped(...)."
+        )
+    lengths = {name: len(values) for name, values in iterables.items()}
+    if len(set(lengths.values())) > 1:
+        raise ConfigurationError(
+            f"{task.name}.map() got iterables of different lengths: {lengths}; "
+            "make them equal or wrap fixed ones in unmapped(...)."
+        )
+    count = next(iter(lengths.values()))
+    futures = FutureList()
+    runner = flow_ctx.task_runner
+    wait_list = list(wait_for) if wait_for is not None else None
+    for index in range(count):
+        call_params = dict(static)
+        for name, values in iterables.items():
+            call_params[name] = values[index]
+        call, _ = _make_call(task, call_params, wait_list, map_index=index)
+        future = runner.submit(call)
+        futures.append(future)
+    flow_ctx.futures.extend(futures)
+    return futures

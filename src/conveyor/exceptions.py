@@ -1,0 +1,52 @@
+"""One error tree for everything Conveyor raises; control signals live apart from it."""
+
+from __future__ import annotations
+
+
+class ConveyorError(Exception):
+    """Base class of every error Conveyor raises on purpose."""
+
+
+class ConfigurationError(ConveyorError, ValueError):
+    """A flow, task or task runner was configured with invalid options."""
+
+
+class ParameterValidationError(ConveyorError, TypeError):
+    """The parameters of a flow call do not match its signature or type hints.
+
+    ``errors`` lists every bad field as ``(field, message)`` pairs.
+    """
+
+    def __init__(self, target: str, errors: list[tuple[str, str]]) -> None:
+        self.target = target
+        self.errors = errors
+        details = "; ".join(f"{field}: {message}" for field, message in errors)
+        super().__init__(f"Invalid parameters for {target}: {details}")
+
+
+class UpstreamTaskError(ConveyorError):
+    """A task did not run because a task it depends on did not complete."""
+
+
+class TaskRunTimeoutError(ConveyorError, TimeoutError):
+    """A task run exceeded its ``timeout_seconds``."""
+
+
+class FlowRunTimeoutError(ConveyorError, TimeoutError):
+    """A flow run exceeded its ``timeout_seconds``."""
+
+
+class SerializationError(ConveyorError):
+    """A value could not be serialized or deserialized by the chosen serializer."""
+
+
+class ResultStorageError(ConveyorError):
+    """A result could not be written to or read from its result store."""
+
+
+class TaskRunnerError(ConveyorError):
+    """A task runner could not start, reach its cluster, or ship a task."""
+
+
+class NotInFlowError(ConveyorError, RuntimeError):
+    """An operation that needs a running flow was called outside of one."""

@@ -1,0 +1,114 @@
+"""Runs submitted tasks in a pool of worker processes (for CPU-bound Python code).
+
+Workers are started with the ``spawn`` method: safe next to the engine's threads, but a
+script that uses this runner must guard its entry point with ``if __name__ == "__main__":``.
+Upstream results are awaited here and shipped with the call, so workers never wait.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+import threading
+from typing import TYPE_CHECKING
+
+from conveyor.engine.futures import ConveyorFuture
+from conveyor.exceptions import SerializationError
+from conveyor.schemas.states import State
+from conveyor.task_runners import remote
+from conveyor.task_runners.base import TaskRunner, check_max_workers
+
+if TYPE_CHECKING:
+    from conveyor.engine.task_engine import TaskCall
+
+
+class ProcessPoolTaskRunner(TaskRunner):
+    """Up to ``max_workers`` worker processes (default: the number of CPUs)."""
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        super().__init__()
+        check_max_workers(max_workers, "ProcessPoolTaskRunner")
+        self.max_workers = max_workers or os.cpu_count() or 1
+        self._executor: concurrent.futures.ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._pending: set[concurrent.futures.Future[State]] = set()
+
+    def duplicate(self) -> ProcessPoolTaskRunner:
+        return ProcessPoolTaskRunner(self.max_workers)
+
+    def __repr__(self) -> str:
+        return f"ProcessPoolTaskRunner(max_workers={self.max_workers})"
+
+    def _pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = concurrent.futures.ProcessPoolExecutor(
+                    self.max_workers, mp_context=multiprocessing.get_context("spawn")
+                )
+            return self._executor
+
+    def submit(self, call: TaskCall) -> ConveyorFuture:
+        outer: concurrent.futures.Future[State] = concurrent.futures.Future()
+        with self._lock:
+            self._pending.add(outer)
+        outer.add_done_callback(self._forget)
+        upstream = call.upstream_futures()
+        remaining = [f for f in upstream if not f.done()]
+        if not remaining:
+            self._ship(call, outer)
+        else:
+            _when_all_done(remaining, lambda: self._ship(call, outer))
+        return ConveyorFuture(call.task_run_id, call.task.name, outer)
+
+    def _forget(self, future: concurrent.futures.Future[State]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    def _ship(self, call: TaskCall, outer: concurrent.futures.Future[State]) -> None:
+        recorder = self.recorder
+        try:
+            payload = remote.pack_call(call.with_upstream_states())
+            inner = self._pool().submit(remote.run_packed_call, payload)
+        except SerializationError as exc:
+            remote.settle(call, recorder, outer, None, exc)
+            return
+        except RuntimeError as exc:  # the pool was shut down or broken
+            remote.settle(call, recorder, outer, None, exc)
+            return
+
+        def done(f: concurrent.futures.Future[bytes]) -> None:
+            error = f.exception()
+            remote.settle(call, recorder, outer, None if error else f.result(), error)
+
+        inner.add_done_callback(done)
+
+    def shutdown(self, wait: bool = True) -> None:
+        # Calls still waiting on upstream runs are shipped from callbacks; wait for all.
+        while wait:
+            with self._lock:
+                pending = list(self._pending)
+            if not pending:
+                break
+            concurrent.futures.wait(pending)
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=wait, cancel_futures=not wait)
+        super().shutdown(wait)
+
+
+def _when_all_done(futures: list[ConveyorFuture], then: object) -> None:
+    """Call ``then()`` once, after every future is done (from whichever finishes last)."""
+    lock = threading.Lock()
+    left = [len(futures)]
+
+    def one_done(_: ConveyorFuture) -> None:
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            then()  # type: ignore[operator]
+
+    for future in futures:
+        future.add_done_callback(one_done)

@@ -1,0 +1,113 @@
+"""Running task calls in another process: what is shipped there and what comes back.
+
+A remote runner ships a cloudpickled ``TaskCall`` whose upstream futures have been
+replaced by their final states. The worker runs the ordinary task engine with a
+collecting recorder and returns ``(final state, recorded events)``, pickled by us so that
+a result that cannot travel becomes a clear failure instead of a broken pool.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from typing import TYPE_CHECKING, Any
+
+from conveyor.client.recorder import CollectingRecorder, RunRecorder
+from conveyor.exceptions import SerializationError
+from conveyor.schemas.runs import TaskRunStateRecord
+from conveyor.schemas.states import Crashed, Failed, State
+
+if TYPE_CHECKING:
+    from conveyor.engine.task_engine import TaskCall
+
+
+def dumps(value: Any) -> bytes:
+    import cloudpickle
+
+    return cloudpickle.dumps(value)  # type: ignore[no-any-return]
+
+
+def loads(data: bytes) -> Any:
+    import cloudpickle
+
+    return cloudpickle.loads(data)
+
+
+def pack_call(call: TaskCall) -> bytes:
+    """Pickle a call for a worker; raises SerializationError naming what failed."""
+    try:
+        return dumps(call)
+    except Exception as exc:
+        raise SerializationError(
+            f"Task {call.task.name!r} could not be sent to a worker: its function or "
+            f"arguments cannot be pickled ({type(exc).__name__}: {exc}). Pass picklable "
+            "arguments, or use ThreadPoolTaskRunner."
+        ) from exc
+
+
+def run_packed_call(payload: bytes, upstream: dict[int, bytes] | None = None) -> bytes:
+    """The function a worker process runs: unpack, run the engine, pack the outcome."""
+    from conveyor.engine.run_logging import configure_logging
+
+    call: TaskCall = loads(payload)
+    if upstream:
+        call = call.with_placeholders_filled({i: loads(b)[0] for i, b in upstream.items()})
+    configure_logging(call.environment.settings.logging_level)
+    recorder = CollectingRecorder()
+    if call.task.isasync:
+        from conveyor.engine import runtime
+
+        state = runtime.run_coro_sync(call.run_async(recorder))
+    else:
+        state = call.run_sync(recorder)
+    try:
+        return dumps((state, recorder.events))
+    except Exception as exc:  # noqa: BLE001 - an unpicklable result fails the run clearly
+        error = SerializationError(
+            f"The result of task {call.task.name!r} cannot be pickled to send it back from "
+            f"the worker ({type(exc).__name__}: {exc}). Return a picklable value, or use "
+            "ThreadPoolTaskRunner."
+        )
+        failed = Failed(data=error, message=str(error))
+        failed.state_details = state.state_details
+        events = [
+            TaskRunStateRecord.model_construct(task_run_id=e.task_run_id, seq=e.seq, state=failed)
+            if isinstance(e, TaskRunStateRecord) and e.state is state
+            else e
+            for e in recorder.events
+        ]
+        return dumps((failed, events))
+
+
+def settle(
+    call: TaskCall,
+    recorder: RunRecorder,
+    outer: concurrent.futures.Future[State],
+    packed: bytes | None,
+    error: BaseException | None,
+) -> None:
+    """Deliver a worker's outcome: replay its records here, then resolve the future."""
+    try:
+        if error is not None:
+            raise error
+        assert packed is not None
+        state, events = loads(packed)
+        if recorder.enabled:
+            for event in events:
+                recorder.emit(event)
+    except BaseException as exc:  # noqa: BLE001 - a lost worker becomes a Crashed run
+        state = record_crash(call, recorder, exc)
+    outer.set_result(state)
+
+
+def record_crash(call: TaskCall, recorder: RunRecorder, exc: BaseException) -> State:
+    """The worker (or the shipping) failed before the run reported a final state."""
+    from conveyor.engine.task_engine import TaskRunEngine
+
+    engine = TaskRunEngine(call, recorder)
+    if isinstance(exc, SerializationError):
+        return engine.set_state(Failed(data=exc, message=str(exc)))
+    return engine.set_state(
+        Crashed(
+            data=exc, message=f"The worker running this task failed: {type(exc).__name__}: {exc}"
+        )
+    )
