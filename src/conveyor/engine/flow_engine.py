@@ -14,6 +14,7 @@ A Failed flow with retries left is retried after ``retry_delay_seconds``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 import time
@@ -156,13 +157,21 @@ class FlowRunEngine:
         self.propose(Running() if self.run_count == 1 else Retrying())
         template = self.flow.task_runner
         self.runner = template.duplicate() if template is not None else _default_runner()
-        self.runner.start(self.recorder)
+        try:
+            self.runner.start(self.recorder)
+        except BaseException as exc:
+            # Nothing ran: end the run Failed (never leave it Running), then raise.
+            self.runner = None
+            self.propose(Failed(data=exc, message=f"The task runner could not start: {exc}"))
+            self.log_final()
+            raise
         self.context = FlowRunContext(
             flow=self.flow,
             flow_run=self.flow_run,
             environment=self.environment,
             task_runner=self.runner,
             recorder=self.recorder,
+            run_count=self.run_count,
         )
 
     def enter(self) -> tuple[Any, Any]:
@@ -182,7 +191,7 @@ class FlowRunEngine:
 
     def succeed(self, value: Any) -> State | None:
         if isinstance(value, State):
-            candidate = value.model_copy()
+            candidate = dataclasses.replace(value)
         else:
             candidate = self._state_from_return(value)
         if candidate.is_completed() and self._should_persist():

@@ -154,7 +154,8 @@ class Flow(Generic[P, R]):
         except TypeError as exc:
             from conveyor.exceptions import ParameterValidationError
 
-            raise ParameterValidationError(f"flow {self.name!r}", [("<call>", str(exc))]) from None
+            errors = self.signature.bind_errors(args, kwargs, exc)
+            raise ParameterValidationError(f"flow {self.name!r}", errors) from None
         return run_flow(self, parameters, return_state=return_state)
 
     def __repr__(self) -> str:

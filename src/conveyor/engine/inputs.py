@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
+from conveyor.engine.futures import FutureList
+
 T = TypeVar("T")
 
 
@@ -38,8 +40,13 @@ _COLLECTIONS = frozenset({list, tuple, set, frozenset, dict})
 
 def _is_collection(value: Any) -> bool:
     # Exact builtins (and named tuples) only: subclasses may not rebuild from an iterable.
+    # A FutureList (what Task.map returns) is entered too, and rebuilt as a plain list.
     kind = type(value)
-    return kind in _COLLECTIONS or (isinstance(value, tuple) and hasattr(kind, "_fields"))
+    return (
+        kind in _COLLECTIONS
+        or kind is FutureList
+        or (isinstance(value, tuple) and hasattr(kind, "_fields"))
+    )
 
 
 def walk(value: Any, visit: Callable[[Any, bool], Any], keep_wrappers: bool = False) -> Any:
@@ -75,6 +82,8 @@ def _walk(value: Any, visit: Callable[[Any, bool], Any], allowed: bool, keep: bo
             return value
         if isinstance(value, tuple) and hasattr(value, "_fields"):
             return type(value)(*new)
+        if isinstance(value, list):
+            return new  # also turns a FutureList of futures into a list of values
         return type(value)(new)
     return visit(value, allowed)
 

@@ -50,6 +50,36 @@ class Signature:
                 self.signature.bind(*args, **kwargs)
         return parameters
 
+    def bind_errors(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], error: TypeError
+    ) -> list[tuple[str, str]]:
+        """Every argument problem of a call that ``bind`` rejected, as ``(field, message)``.
+
+        Python names only the first missing argument; a user fixing a call wants them all.
+        """
+        if self.has_var:
+            return [("<call>", str(error))]
+        errors: list[tuple[str, str]] = []
+        if len(args) > len(self._positional):
+            errors.append(
+                (
+                    "<call>",
+                    f"takes {len(self._positional)} positional arguments "
+                    f"but {len(args)} were given",
+                )
+            )
+        given = set(self._positional[: len(args)])
+        for name in kwargs:
+            if name not in self._names:
+                errors.append((name, "unexpected keyword argument"))
+            elif name in given:
+                errors.append((name, "got multiple values for this argument"))
+        given.update(kwargs)
+        for name in self.names:
+            if name not in given and name not in self._defaults:
+                errors.append((name, "missing required argument"))
+        return errors or [("<call>", str(error))]
+
     def call_args(self, parameters: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Split a parameter dict back into ``(args, kwargs)`` for calling the function."""
         if not self.has_var:

@@ -79,9 +79,15 @@ class RunRecordHandler(logging.Handler):
             recorder = task_ctx.recorder
         else:
             flow_ctx = flow_run_context.get()
-            if flow_ctx is None:
-                return
-            recorder = flow_ctx.recorder
+            if flow_ctx is not None:
+                recorder = flow_ctx.recorder
+            else:
+                # The engine's own records from outside the run's context ("Beginning
+                # flow run", retries, "Finished in state") go to the process recorder,
+                # which is the one a top-level flow run records to.
+                from conveyor.engine import runtime
+
+                recorder = runtime.get_recorder()
         if not recorder.enabled:
             return
         try:

@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("conveyor.task_runs")
 
 
-@dataclass
+@dataclass(slots=True)
 class TaskCall:
     """Everything needed to run one task run anywhere: what task runners ship."""
 
@@ -500,8 +500,7 @@ def _finish_sync(engine: TaskRunEngine) -> None:
 
 async def drive_async(engine: TaskRunEngine) -> State:
     for future in engine.call.upstream_futures():
-        if not future.done():
-            await asyncio.wrap_future(future._future)
+        await future.wait_async()
     state = engine.prepare()
     task = engine.task
     while state is None:
@@ -565,7 +564,9 @@ def _make_call(
         else:
             env, recorder = runtime.standalone_environment(), runtime.get_recorder()
         dynamic_key = runtime.next_standalone_key()
-    tags = task.tags | env.tags | current_tags()
+    context_tags = current_tags()
+    # The common case (no tags around) must not build a new set per call.
+    tags = task.tags | env.tags | context_tags if env.tags or context_tags else task.tags
     call = TaskCall(
         task=task,
         parameters=parameters,

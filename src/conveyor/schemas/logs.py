@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime
 import uuid
 
-from pydantic import BaseModel
+from conveyor.schemas.base import ConveyorModel
 
 
-class LogRecordCreate(BaseModel):
+class LogRecordCreate(ConveyorModel):
     name: str
     level: int
     message: str

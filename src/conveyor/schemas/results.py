@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
+
+from conveyor.schemas.base import ConveyorModel
 
 
-class ResultRef(BaseModel):
+class ResultRef(ConveyorModel):
     """Points at a result written by a result store; never the data itself."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     storage: str
     """The result store's base URL (any fsspec URL, or a local folder)."""

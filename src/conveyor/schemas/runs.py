@@ -6,12 +6,13 @@ import datetime
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from conveyor.schemas.base import ConveyorModel
 from conveyor.schemas.states import State
 
 
-class TaskRunInput(BaseModel):
+class TaskRunInput(ConveyorModel):
     """An upstream dependency of a task run: the task run whose result fed it."""
 
     task_run_id: uuid.UUID
@@ -19,7 +20,7 @@ class TaskRunInput(BaseModel):
     """The parameter the result was passed as; None for ``wait_for`` dependencies."""
 
 
-class FlowRun(BaseModel):
+class FlowRun(ConveyorModel):
     id: uuid.UUID
     name: str
     flow_name: str
@@ -31,7 +32,7 @@ class FlowRun(BaseModel):
     created: datetime.datetime
 
 
-class TaskRun(BaseModel):
+class TaskRun(ConveyorModel):
     id: uuid.UUID
     name: str
     task_key: str
@@ -45,7 +46,7 @@ class TaskRun(BaseModel):
     created: datetime.datetime
 
 
-class TaskRunStateRecord(BaseModel):
+class TaskRunStateRecord(ConveyorModel):
     """One state of a task run; ``seq`` orders the states of one run."""
 
     task_run_id: uuid.UUID

@@ -8,7 +8,6 @@ results move between Dask workers without passing through the flow's process.
 
 from __future__ import annotations
 
-import concurrent.futures
 import importlib
 import threading
 from collections.abc import Callable
@@ -16,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.engine.futures import ConveyorFuture
 from conveyor.exceptions import ConfigurationError, SerializationError, TaskRunnerError
-from conveyor.schemas.states import State
 from conveyor.task_runners import remote
 from conveyor.task_runners.base import TaskRunner
 
@@ -72,7 +70,7 @@ class DaskTaskRunner(TaskRunner):
         self._client: Any = None
         self._cluster: Any = None
         self._lock = threading.Lock()
-        self._pending: set[concurrent.futures.Future[State]] = set()
+        self._pending: set[ConveyorFuture] = set()
 
     def duplicate(self) -> DaskTaskRunner:
         return DaskTaskRunner(
@@ -131,16 +129,17 @@ class DaskTaskRunner(TaskRunner):
         _ = self.client  # connect now so a bad address fails before any task runs
 
     def submit(self, call: TaskCall) -> ConveyorFuture:
-        outer: concurrent.futures.Future[State] = concurrent.futures.Future()
+        future = ConveyorFuture(call.task_run_id, call.task.name)
         with self._lock:
-            self._pending.add(outer)
-        outer.add_done_callback(self._forget)
+            self._pending.add(future)
+        future.add_done_callback(self._forget)
         recorder = self.recorder
         shipped, upstream = call.with_placeholders()
         local = [f for f in upstream if f.native is None]
         try:
             if local:  # futures from another runner: resolve them here, then ship
-                concurrent.futures.wait([f._future for f in local])
+                for upstream_future in local:
+                    upstream_future.wait()
                 shipped, upstream = call.with_upstream_states().with_placeholders()
             payload = remote.pack_call(shipped)
             dependencies = {i: f.native for i, f in enumerate(upstream)}
@@ -152,21 +151,22 @@ class DaskTaskRunner(TaskRunner):
                 key=f"{call.task.name}-{call.task_run_id}",
             )
         except SerializationError as exc:
-            remote.settle(call, recorder, outer, None, exc)
-            return ConveyorFuture(call.task_run_id, call.task.name, outer)
+            remote.settle(call, recorder, future, None, exc)
+            return future
 
         def done(f: Any) -> None:
             try:
                 packed = f.result()
             except BaseException as exc:  # noqa: BLE001 - reported as a Crashed run
-                remote.settle(call, recorder, outer, None, exc)
+                remote.settle(call, recorder, future, None, exc)
             else:
-                remote.settle(call, recorder, outer, packed, None)
+                remote.settle(call, recorder, future, packed, None)
 
+        future.native = native
         native.add_done_callback(done)
-        return ConveyorFuture(call.task_run_id, call.task.name, outer, native=native)
+        return future
 
-    def _forget(self, future: concurrent.futures.Future[State]) -> None:
+    def _forget(self, future: ConveyorFuture) -> None:
         with self._lock:
             self._pending.discard(future)
 
@@ -176,7 +176,8 @@ class DaskTaskRunner(TaskRunner):
                 pending = list(self._pending)
             if not pending:
                 break
-            concurrent.futures.wait(pending)
+            for future in pending:
+                future.wait()
         with self._lock:
             client, cluster = self._client, self._cluster
             self._client = self._cluster = None

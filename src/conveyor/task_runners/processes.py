@@ -11,11 +11,11 @@ import concurrent.futures
 import multiprocessing
 import os
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from conveyor.engine.futures import ConveyorFuture
 from conveyor.exceptions import SerializationError
-from conveyor.schemas.states import State
 from conveyor.task_runners import remote
 from conveyor.task_runners.base import TaskRunner, check_max_workers
 
@@ -32,7 +32,7 @@ class ProcessPoolTaskRunner(TaskRunner):
         self.max_workers = max_workers or os.cpu_count() or 1
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
-        self._pending: set[concurrent.futures.Future[State]] = set()
+        self._pending: set[ConveyorFuture] = set()
 
     def duplicate(self) -> ProcessPoolTaskRunner:
         return ProcessPoolTaskRunner(self.max_workers)
@@ -49,37 +49,36 @@ class ProcessPoolTaskRunner(TaskRunner):
             return self._executor
 
     def submit(self, call: TaskCall) -> ConveyorFuture:
-        outer: concurrent.futures.Future[State] = concurrent.futures.Future()
+        future = ConveyorFuture(call.task_run_id, call.task.name)
         with self._lock:
-            self._pending.add(outer)
-        outer.add_done_callback(self._forget)
-        upstream = call.upstream_futures()
-        remaining = [f for f in upstream if not f.done()]
+            self._pending.add(future)
+        future.add_done_callback(self._forget)
+        remaining = [f for f in call.upstream_futures() if not f.done()]
         if not remaining:
-            self._ship(call, outer)
+            self._ship(call, future)
         else:
-            _when_all_done(remaining, lambda: self._ship(call, outer))
-        return ConveyorFuture(call.task_run_id, call.task.name, outer)
+            _when_all_done(remaining, lambda: self._ship(call, future))
+        return future
 
-    def _forget(self, future: concurrent.futures.Future[State]) -> None:
+    def _forget(self, future: ConveyorFuture) -> None:
         with self._lock:
             self._pending.discard(future)
 
-    def _ship(self, call: TaskCall, outer: concurrent.futures.Future[State]) -> None:
+    def _ship(self, call: TaskCall, future: ConveyorFuture) -> None:
         recorder = self.recorder
         try:
             payload = remote.pack_call(call.with_upstream_states())
             inner = self._pool().submit(remote.run_packed_call, payload)
-        except SerializationError as exc:
-            remote.settle(call, recorder, outer, None, exc)
-            return
-        except RuntimeError as exc:  # the pool was shut down or broken
-            remote.settle(call, recorder, outer, None, exc)
+        except (SerializationError, RuntimeError) as exc:  # unpicklable, or pool shut down
+            remote.settle(call, recorder, future, None, exc)
             return
 
         def done(f: concurrent.futures.Future[bytes]) -> None:
+            if f.cancelled():
+                future.set_cancelled()
+                return
             error = f.exception()
-            remote.settle(call, recorder, outer, None if error else f.result(), error)
+            remote.settle(call, recorder, future, None if error else f.result(), error)
 
         inner.add_done_callback(done)
 
@@ -90,7 +89,8 @@ class ProcessPoolTaskRunner(TaskRunner):
                 pending = list(self._pending)
             if not pending:
                 break
-            concurrent.futures.wait(pending)
+            for future in pending:
+                future.wait()
         with self._lock:
             executor, self._executor = self._executor, None
         if executor is not None:
@@ -98,7 +98,7 @@ class ProcessPoolTaskRunner(TaskRunner):
         super().shutdown(wait)
 
 
-def _when_all_done(futures: list[ConveyorFuture], then: object) -> None:
+def _when_all_done(futures: list[ConveyorFuture], then: Callable[[], object]) -> None:
     """Call ``then()`` once, after every future is done (from whichever finishes last)."""
     lock = threading.Lock()
     left = [len(futures)]
@@ -108,7 +108,7 @@ def _when_all_done(futures: list[ConveyorFuture], then: object) -> None:
             left[0] -= 1
             last = left[0] == 0
         if last:
-            then()  # type: ignore[operator]
+            then()
 
     for future in futures:
         future.add_done_callback(one_done)

@@ -8,7 +8,6 @@ a result that cannot travel becomes a clear failure instead of a broken pool.
 
 from __future__ import annotations
 
-import concurrent.futures
 from typing import TYPE_CHECKING, Any
 
 from conveyor.client.recorder import CollectingRecorder, RunRecorder
@@ -17,6 +16,7 @@ from conveyor.schemas.runs import TaskRunStateRecord
 from conveyor.schemas.states import Crashed, Failed, State
 
 if TYPE_CHECKING:
+    from conveyor.engine.futures import ConveyorFuture
     from conveyor.engine.task_engine import TaskCall
 
 
@@ -81,7 +81,7 @@ def run_packed_call(payload: bytes, upstream: dict[int, bytes] | None = None) ->
 def settle(
     call: TaskCall,
     recorder: RunRecorder,
-    outer: concurrent.futures.Future[State],
+    future: ConveyorFuture,
     packed: bytes | None,
     error: BaseException | None,
 ) -> None:
@@ -96,7 +96,7 @@ def settle(
                 recorder.emit(event)
     except BaseException as exc:  # noqa: BLE001 - a lost worker becomes a Crashed run
         state = record_crash(call, recorder, exc)
-    outer.set_result(state)
+    future.set_state(state)
 
 
 def record_crash(call: TaskCall, recorder: RunRecorder, exc: BaseException) -> State:

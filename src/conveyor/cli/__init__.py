@@ -1,0 +1,1 @@
+"""The ``conveyor`` command line. Subcommands import what they need when they run."""

@@ -1,0 +1,156 @@
+"""The ``conveyor`` command: ``conveyor version`` and ``conveyor config view``.
+
+``conveyor --help`` must stay fast, so this module imports only typer at the top; each
+command imports its own modules (rich, settings, ...) when it runs. Errors are one line on
+stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from conveyor.settings import Settings
+
+app = typer.Typer(
+    name="conveyor",
+    help="Conveyor: workflow orchestration for Python.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+config_app = typer.Typer(
+    help="Show the settings Conveyor runs with.",
+    no_args_is_help=True,
+)
+app.add_typer(config_app, name="config")
+
+# Each setting, the environment variable it is read from (see conveyor.settings.Settings).
+SETTING_ENV_VARS: dict[str, str] = {
+    "home": "CONVEYOR_HOME",
+    "api_url": "CONVEYOR_API_URL",
+    "logging_level": "CONVEYOR_LOGGING_LEVEL",
+    "result_storage": "CONVEYOR_RESULT_STORAGE",
+    "persist_results": "CONVEYOR_PERSIST_RESULTS",
+    "result_serializer": "CONVEYOR_RESULT_SERIALIZER",
+}
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_BOOLEAN_WORDS = ("1", "true", "yes", "on", "0", "false", "no", "off")
+_BUILTIN_SERIALIZERS = ("cloudpickle", "json", "pickle")
+
+
+def _stdout() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _stderr() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _print_error(message: str) -> None:
+    from rich.markup import escape
+
+    _stderr().print(f"[red]Error:[/red] {escape(message)}", soft_wrap=True)
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``Error: message`` on stderr and exit with code 1."""
+    _print_error(message)
+    raise typer.Exit(1)
+
+
+@app.command()
+def version() -> None:
+    """Show the Conveyor version, the Python running it and the platform."""
+    import platform
+    import sys
+
+    from conveyor import __version__
+
+    console = _stdout()
+    console.print(f"Conveyor:  {__version__}")
+    console.print(f"Python:    {platform.python_version()} ({sys.executable})")
+    console.print(f"Platform:  {platform.platform()}")
+
+
+def _problems(settings: Settings) -> tuple[list[str], list[str]]:
+    """``(errors, warnings)`` about values the environment sets but Conveyor cannot use."""
+    import logging
+
+    errors: list[str] = []
+    warnings: list[str] = []
+    if not isinstance(logging.getLevelName(settings.logging_level), int):
+        errors.append(
+            f"CONVEYOR_LOGGING_LEVEL={settings.logging_level!r} is not a logging level; "
+            f"use one of {', '.join(_LOG_LEVELS)}."
+        )
+    flag = os.environ.get("CONVEYOR_PERSIST_RESULTS", "").strip().lower()
+    if flag and flag not in _BOOLEAN_WORDS:
+        errors.append(f"CONVEYOR_PERSIST_RESULTS={flag!r} is not a boolean; use true or false.")
+    if settings.result_serializer.strip().lower() not in _BUILTIN_SERIALIZERS:
+        # Not an error: code can register_serializer() a custom one under this name.
+        warnings.append(
+            f"CONVEYOR_RESULT_SERIALIZER={settings.result_serializer!r} is not built in "
+            f"({', '.join(_BUILTIN_SERIALIZERS)}); persisting results fails unless your "
+            "code registers a serializer with that name."
+        )
+    for name in sorted(os.environ):
+        if name.startswith("CONVEYOR_") and name not in SETTING_ENV_VARS.values():
+            warnings.append(f"{name} is not a Conveyor setting; it is ignored.")
+    return errors, warnings
+
+
+@config_app.command("view")
+def config_view() -> None:
+    """Show the effective settings and where each comes from (environment or default)."""
+    import dataclasses
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    from conveyor.settings import Settings
+
+    settings = Settings.from_env()
+    table = Table(title="Conveyor settings")
+    table.add_column("Setting", no_wrap=True)
+    table.add_column("Value", overflow="fold")
+    table.add_column("Source")
+    for item in dataclasses.fields(Settings):
+        env_var = SETTING_ENV_VARS[item.name]
+        value = getattr(settings, item.name)
+        # Settings.from_env() treats an empty variable as unset.
+        source = "env" if os.environ.get(env_var) else "default"
+        if item.name == "result_storage" and value is None:
+            value = settings.default_result_storage  # <CONVEYOR_HOME>/storage
+        shown = "[dim]not set[/dim]" if value is None else escape(str(value))
+        table.add_row(env_var, shown, source)
+    console = _stdout()
+    console.print(table)
+    errors, warnings = _problems(settings)
+    for warning in warnings:
+        _stderr().print(f"[yellow]Warning:[/yellow] {escape(warning)}", soft_wrap=True)
+    if errors:
+        fail(" ".join(errors))
+
+
+def main() -> None:
+    """Entry point of the ``conveyor`` console script."""
+    from conveyor.exceptions import ConveyorError
+
+    try:
+        app()
+    except ConveyorError as exc:
+        _print_error(str(exc))
+        raise SystemExit(1) from None
