@@ -6,12 +6,33 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conveyor.exceptions import ConfigurationError
+
+LOGGING_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
 
 def _env_bool(name: str, default: bool) -> bool:
     value = os.environ.get(name)
     if value is None or value == "":
         return default
-    return value.strip().lower() in ("1", "true", "yes", "on")
+    return value.strip().lower() in _TRUE
+
+
+def env_errors() -> list[str]:
+    """What is wrong with the ``CONVEYOR_*`` variables that are set, one sentence each."""
+    errors = []
+    level = (os.environ.get("CONVEYOR_LOGGING_LEVEL") or "INFO").strip().upper()
+    if level not in LOGGING_LEVELS:
+        errors.append(
+            f"CONVEYOR_LOGGING_LEVEL={level!r} is not a logging level; "
+            f"use one of {', '.join(LOGGING_LEVELS)}."
+        )
+    flag = (os.environ.get("CONVEYOR_PERSIST_RESULTS") or "").strip().lower()
+    if flag and flag not in _TRUE + _FALSE:
+        errors.append(f"CONVEYOR_PERSIST_RESULTS={flag!r} is not a boolean; use true or false.")
+    return errors
 
 
 @dataclass(frozen=True)
@@ -30,12 +51,16 @@ class Settings:
     result_serializer: str = "cloudpickle"
 
     @classmethod
-    def from_env(cls) -> Settings:
+    def from_env(cls, strict: bool = True) -> Settings:
+        """Read the environment; with ``strict``, raise ConfigurationError on bad values."""
+        errors = env_errors()
+        if strict and errors:
+            raise ConfigurationError(" ".join(errors))
         home = Path(os.environ.get("CONVEYOR_HOME") or "~/.conveyor").expanduser()
         return cls(
             home=home,
             api_url=os.environ.get("CONVEYOR_API_URL") or None,
-            logging_level=(os.environ.get("CONVEYOR_LOGGING_LEVEL") or "INFO").upper(),
+            logging_level=(os.environ.get("CONVEYOR_LOGGING_LEVEL") or "INFO").strip().upper(),
             result_storage=os.environ.get("CONVEYOR_RESULT_STORAGE") or None,
             persist_results=_env_bool("CONVEYOR_PERSIST_RESULTS", False),
             result_serializer=os.environ.get("CONVEYOR_RESULT_SERIALIZER") or "cloudpickle",

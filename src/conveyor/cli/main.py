@@ -42,8 +42,6 @@ SETTING_ENV_VARS: dict[str, str] = {
     "result_serializer": "CONVEYOR_RESULT_SERIALIZER",
 }
 
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-_BOOLEAN_WORDS = ("1", "true", "yes", "on", "0", "false", "no", "off")
 _BUILTIN_SERIALIZERS = ("cloudpickle", "json", "pickle")
 
 
@@ -87,18 +85,10 @@ def version() -> None:
 
 def _problems(settings: Settings) -> tuple[list[str], list[str]]:
     """``(errors, warnings)`` about values the environment sets but Conveyor cannot use."""
-    import logging
+    from conveyor.settings import env_errors
 
-    errors: list[str] = []
+    errors = env_errors()
     warnings: list[str] = []
-    if not isinstance(logging.getLevelName(settings.logging_level), int):
-        errors.append(
-            f"CONVEYOR_LOGGING_LEVEL={settings.logging_level!r} is not a logging level; "
-            f"use one of {', '.join(_LOG_LEVELS)}."
-        )
-    flag = os.environ.get("CONVEYOR_PERSIST_RESULTS", "").strip().lower()
-    if flag and flag not in _BOOLEAN_WORDS:
-        errors.append(f"CONVEYOR_PERSIST_RESULTS={flag!r} is not a boolean; use true or false.")
     if settings.result_serializer.strip().lower() not in _BUILTIN_SERIALIZERS:
         # Not an error: code can register_serializer() a custom one under this name.
         warnings.append(
@@ -122,7 +112,7 @@ def config_view() -> None:
 
     from conveyor.settings import Settings
 
-    settings = Settings.from_env()
+    settings = Settings.from_env(strict=False)
     table = Table(title="Conveyor settings")
     table.add_column("Setting", no_wrap=True)
     table.add_column("Value", overflow="fold")

@@ -49,7 +49,7 @@ class FlowRunContext:
     recorder: RunRecorder
     run_count: int = 1
     """Which attempt of the flow run this is: 1, then 2 on the first retry, ..."""
-    futures: list[ConveyorFuture] = field(default_factory=list)
+    futures: list[ConveyorFuture[Any]] = field(default_factory=list)
     _task_counters: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

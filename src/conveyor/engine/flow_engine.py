@@ -270,7 +270,7 @@ class FlowRunEngine:
         if candidate.type is StateType.FAILED and self.run_count <= self.flow.retries:
             self.retry_delay = delay_for_attempt(self.flow.retry_delays, self.run_count, None)
             logger.warning(
-                "%s Retry %d of %d in %.3gs.",
+                "%s; retry %d of %d in %.3gs.",
                 candidate.message,
                 self.run_count,
                 self.flow.retries,

@@ -14,15 +14,17 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from conveyor.schemas.states import Cancelled, Crashed, Pending, State
+
+R = TypeVar("R")
 
 # One lock for all futures: held only for a few instructions, never while waiting.
 _lock = threading.Lock()
 
 
-class ConveyorFuture:
+class ConveyorFuture(Generic[R]):
     """The eventual final state of a submitted task run.
 
     It resolves to a final ``State`` and never raises for a task's own failure; a runner
@@ -47,7 +49,7 @@ class ConveyorFuture:
         """The runner's own handle (a Dask future), used to keep data on the cluster."""
         self._state: State | None = None
         self._event: threading.Event | None = None
-        self._callbacks: list[Callable[[ConveyorFuture], object]] | None = None
+        self._callbacks: list[Callable[[ConveyorFuture[R]], object]] | None = None
         self._observed = False
 
     # -- producer side (task runners) -----------------------------------------------
@@ -98,7 +100,7 @@ class ConveyorFuture:
             if not waiter.done():
                 waiter.set_result(None)
 
-        def wake(_: ConveyorFuture) -> None:
+        def wake(_: ConveyorFuture[R]) -> None:
             loop.call_soon_threadsafe(release)
 
         self.add_done_callback(wake)
@@ -119,13 +121,14 @@ class ConveyorFuture:
         assert self._state is not None
         return self._state
 
-    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> Any:
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
         """The task's return value; raises its exception if it failed, and
         ``TimeoutError`` if the run is not final within ``timeout`` seconds."""
         self._observed = True
-        return self.final_state(timeout).result(raise_on_failure=raise_on_failure)
+        value: R = self.final_state(timeout).result(raise_on_failure=raise_on_failure)
+        return value
 
-    def add_done_callback(self, fn: Callable[[ConveyorFuture], object]) -> None:
+    def add_done_callback(self, fn: Callable[[ConveyorFuture[R]], object]) -> None:
         """Call ``fn(future)`` when the run is final (at once if it already is)."""
         with _lock:
             if self._state is None:
@@ -147,22 +150,22 @@ class ConveyorFuture:
         return f"ConveyorFuture({self.task_name!r}, {status})"
 
 
-class FutureList(list[ConveyorFuture]):
+class FutureList(list[ConveyorFuture[R]], Generic[R]):
     """What ``Task.map`` returns: a list of futures that can be waited on together."""
 
     def wait(self, timeout: float | None = None) -> None:
         wait(self, timeout=timeout)
 
-    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> list[Any]:
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> list[R]:
         return [f.result(timeout=timeout, raise_on_failure=raise_on_failure) for f in self]
 
 
 class DoneAndNotDone(NamedTuple):
-    done: set[ConveyorFuture]
-    not_done: set[ConveyorFuture]
+    done: set[ConveyorFuture[Any]]
+    not_done: set[ConveyorFuture[Any]]
 
 
-def wait(futures: Iterable[ConveyorFuture], timeout: float | None = None) -> DoneAndNotDone:
+def wait(futures: Iterable[ConveyorFuture[Any]], timeout: float | None = None) -> DoneAndNotDone:
     """Wait until all futures are final or ``timeout`` passes; returns (done, not_done)."""
     futures = list(futures)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -175,11 +178,11 @@ def wait(futures: Iterable[ConveyorFuture], timeout: float | None = None) -> Don
 
 
 def as_completed(
-    futures: Iterable[ConveyorFuture], timeout: float | None = None
-) -> Iterator[ConveyorFuture]:
+    futures: Iterable[ConveyorFuture[Any]], timeout: float | None = None
+) -> Iterator[ConveyorFuture[Any]]:
     """Yield futures as their task runs finish; raises TimeoutError after ``timeout``."""
     pending = list(dict.fromkeys(futures))
-    finished: queue.SimpleQueue[ConveyorFuture] = queue.SimpleQueue()
+    finished: queue.SimpleQueue[ConveyorFuture[Any]] = queue.SimpleQueue()
     for future in pending:
         future.add_done_callback(finished.put)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -193,7 +196,7 @@ def as_completed(
             raise TimeoutError(f"Futures did not all finish within {timeout} seconds.") from None
 
 
-def completed_future(task_run_id: uuid.UUID, task_name: str, state: State) -> ConveyorFuture:
-    future = ConveyorFuture(task_run_id, task_name)
+def completed_future(task_run_id: uuid.UUID, task_name: str, state: State) -> ConveyorFuture[Any]:
+    future: ConveyorFuture[Any] = ConveyorFuture(task_run_id, task_name)
     future.set_state(state)
     return future

@@ -30,6 +30,7 @@ from conveyor.engine.futures import ConveyorFuture, FutureList
 from conveyor.engine.hooks import run_hooks_async, run_hooks_sync
 from conveyor.engine.inputs import iter_leaves, unmapped, walk
 from conveyor.engine.options import delay_for_attempt
+from conveyor.engine.run_logging import configure_logging
 from conveyor.engine.timeouts import call_async_with_timeout, call_sync_with_timeout
 from conveyor.exceptions import (
     ConfigurationError,
@@ -73,7 +74,7 @@ class TaskCall:
     map_index: int | None
     tags: frozenset[str]
 
-    def upstream_futures(self) -> list[ConveyorFuture]:
+    def upstream_futures(self) -> list[ConveyorFuture[Any]]:
         found = [leaf for leaf, _ in iter_leaves(self.parameters) if type(leaf) is ConveyorFuture]
         if self.wait_for:
             found.extend(f for f, _ in iter_leaves(self.wait_for) if type(f) is ConveyorFuture)
@@ -91,10 +92,10 @@ class TaskCall:
 
         return self._rewritten(to_state)
 
-    def with_placeholders(self) -> tuple[TaskCall, list[ConveyorFuture]]:
+    def with_placeholders(self) -> tuple[TaskCall, list[ConveyorFuture[Any]]]:
         """A copy whose upstream futures are numbered placeholders, and the futures, so
         a cluster can resolve dependencies itself (Dask)."""
-        upstream: list[ConveyorFuture] = []
+        upstream: list[ConveyorFuture[Any]] = []
 
         def to_placeholder(value: Any, allowed: bool) -> Any:
             if type(value) is ConveyorFuture:
@@ -259,7 +260,7 @@ class TaskRunEngine:
         policy = self.task.cache_policy
         if policy is None:
             return None
-        from conveyor.engine.cache_policies import CacheKeyContext
+        from conveyor.engine.cache_policies import CacheKeyContext, CacheKeyFnPolicy, hash_objects
 
         key_context = CacheKeyContext(
             task_key=self.task.task_key,
@@ -268,9 +269,14 @@ class TaskRunEngine:
             flow_parameters=self.env.flow_parameters,
             task_run_id=self.task_run_id,
         )
-        self.cache_key = policy.compute_key(key_context, self.inputs)
-        if self.cache_key is None:
+        key = policy.compute_key(key_context, self.inputs)
+        if key is None:
             return None
+        if not isinstance(policy, CacheKeyFnPolicy):
+            # Policy keys say nothing of which task ran: a(1) and b(1) must not share a
+            # result. A cache_key_fn key is the user's own and is used as given.
+            key = hash_objects(self.task.task_key, key) or key
+        self.cache_key = key
         self.task_run.cache_key = self.cache_key
         if self.task.refresh_cache:
             return None
@@ -563,6 +569,7 @@ def _make_call(
             env, recorder = task_ctx.environment, task_ctx.recorder
         else:
             env, recorder = runtime.standalone_environment(), runtime.get_recorder()
+            configure_logging(env.settings.logging_level)
         dynamic_key = runtime.next_standalone_key()
     context_tags = current_tags()
     # The common case (no tags around) must not build a new set per call.
@@ -606,7 +613,7 @@ async def _run_async_returning(call: TaskCall, recorder: RunRecorder, return_sta
 
 def submit_task(
     task: Task[..., Any], parameters: dict[str, Any], *, wait_for: Iterable[Any] | None = None
-) -> ConveyorFuture:
+) -> ConveyorFuture[Any]:
     flow_ctx = flow_run_context.get()
     if flow_ctx is None:
         raise NotInFlowError(
@@ -625,7 +632,7 @@ def map_task(
     kwargs: dict[str, Any],
     *,
     wait_for: Iterable[Any] | None = None,
-) -> FutureList:
+) -> FutureList[Any]:
     flow_ctx = flow_run_context.get()
     if flow_ctx is None:
         raise NotInFlowError(
@@ -656,7 +663,7 @@ def map_task(
             "make them equal or wrap fixed ones in unmapped(...)."
         )
     count = next(iter(lengths.values()))
-    futures = FutureList()
+    futures: FutureList[Any] = FutureList()
     runner = flow_ctx.task_runner
     wait_list = list(wait_for) if wait_for is not None else None
     for index in range(count):

@@ -88,6 +88,11 @@ class Task(Generic[P, R]):
         self.cache_expiration = cache_expiration
         self.refresh_cache = bool(opts.check_optional_bool(refresh_cache, "refresh_cache", owner))
         self.persist_result = opts.check_optional_bool(persist_result, "persist_result", owner)
+        if self.cache_policy is not None and persist_result is False:
+            raise ConfigurationError(
+                f"{owner}: caching reads results back from storage, so it needs persisted "
+                "results; drop persist_result=False or the cache policy."
+            )
         if result_storage_key is not None and persist_result is False:
             raise ConfigurationError(
                 f"{owner}: result_storage_key needs persisted results; drop persist_result=False."
@@ -177,7 +182,7 @@ class Task(Generic[P, R]):
         parameters = self.signature.bind(args, kwargs)
         return run_task(self, parameters, wait_for=wait_for, return_state=return_state)
 
-    def submit(self, *args: Any, **kwargs: Any) -> ConveyorFuture:
+    def submit(self, *args: Any, **kwargs: Any) -> ConveyorFuture[R]:
         """Submit the task to the flow's task runner; returns a future at once."""
         from conveyor.engine.task_engine import submit_task
 
@@ -185,7 +190,7 @@ class Task(Generic[P, R]):
         parameters = self.signature.bind(args, kwargs)
         return submit_task(self, parameters, wait_for=wait_for)
 
-    def map(self, *args: Any, **kwargs: Any) -> FutureList:
+    def map(self, *args: Any, **kwargs: Any) -> FutureList[R]:
         """Submit one task run per element of the iterable arguments.
 
         Arguments wrapped in ``unmapped(...)`` (and non-iterable ones such as numbers)

@@ -55,7 +55,7 @@ class TaskRunner(abc.ABC):
         self._started = False
 
     @abc.abstractmethod
-    def submit(self, call: TaskCall) -> ConveyorFuture:
+    def submit(self, call: TaskCall) -> ConveyorFuture[Any]:
         """Start one task run and return its future at once."""
 
     def __enter__(self: Self) -> Self:

@@ -70,7 +70,7 @@ class DaskTaskRunner(TaskRunner):
         self._client: Any = None
         self._cluster: Any = None
         self._lock = threading.Lock()
-        self._pending: set[ConveyorFuture] = set()
+        self._pending: set[ConveyorFuture[Any]] = set()
 
     def duplicate(self) -> DaskTaskRunner:
         return DaskTaskRunner(
@@ -118,7 +118,10 @@ class DaskTaskRunner(TaskRunner):
                 ) from exc
         cluster_kwargs = dict(self.cluster_kwargs)
         if cluster_class is distributed.LocalCluster:
-            cluster_kwargs.setdefault("dashboard_address", None)
+            # Stay on loopback and off the fixed dashboard port 8787, which a second
+            # cluster (another flow run, a test) would find taken.
+            cluster_kwargs.setdefault("host", "127.0.0.1")
+            cluster_kwargs.setdefault("dashboard_address", "127.0.0.1:0")
         self._cluster = cluster_class(**cluster_kwargs)
         if self.adapt_kwargs is not None:
             self._cluster.adapt(**self.adapt_kwargs)
@@ -128,8 +131,8 @@ class DaskTaskRunner(TaskRunner):
         super().start(recorder)
         _ = self.client  # connect now so a bad address fails before any task runs
 
-    def submit(self, call: TaskCall) -> ConveyorFuture:
-        future = ConveyorFuture(call.task_run_id, call.task.name)
+    def submit(self, call: TaskCall) -> ConveyorFuture[Any]:
+        future: ConveyorFuture[Any] = ConveyorFuture(call.task_run_id, call.task.name)
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._forget)
@@ -166,7 +169,7 @@ class DaskTaskRunner(TaskRunner):
         native.add_done_callback(done)
         return future
 
-    def _forget(self, future: ConveyorFuture) -> None:
+    def _forget(self, future: ConveyorFuture[Any]) -> None:
         with self._lock:
             self._pending.discard(future)
 

@@ -12,7 +12,8 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING, Any
 
 from conveyor.engine.futures import ConveyorFuture
 from conveyor.exceptions import SerializationError
@@ -32,7 +33,7 @@ class ProcessPoolTaskRunner(TaskRunner):
         self.max_workers = max_workers or os.cpu_count() or 1
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
-        self._pending: set[ConveyorFuture] = set()
+        self._pending: set[ConveyorFuture[Any]] = set()
 
     def duplicate(self) -> ProcessPoolTaskRunner:
         return ProcessPoolTaskRunner(self.max_workers)
@@ -48,8 +49,8 @@ class ProcessPoolTaskRunner(TaskRunner):
                 )
             return self._executor
 
-    def submit(self, call: TaskCall) -> ConveyorFuture:
-        future = ConveyorFuture(call.task_run_id, call.task.name)
+    def submit(self, call: TaskCall) -> ConveyorFuture[Any]:
+        future: ConveyorFuture[Any] = ConveyorFuture(call.task_run_id, call.task.name)
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._forget)
@@ -60,15 +61,15 @@ class ProcessPoolTaskRunner(TaskRunner):
             _when_all_done(remaining, lambda: self._ship(call, future))
         return future
 
-    def _forget(self, future: ConveyorFuture) -> None:
+    def _forget(self, future: ConveyorFuture[Any]) -> None:
         with self._lock:
             self._pending.discard(future)
 
-    def _ship(self, call: TaskCall, future: ConveyorFuture) -> None:
+    def _ship(self, call: TaskCall, future: ConveyorFuture[Any]) -> None:
         recorder = self.recorder
         try:
             payload = remote.pack_call(call.with_upstream_states())
-            inner = self._pool().submit(remote.run_packed_call, payload)
+            inner = self._submit(payload)
         except (SerializationError, RuntimeError) as exc:  # unpicklable, or pool shut down
             remote.settle(call, recorder, future, None, exc)
             return
@@ -81,6 +82,19 @@ class ProcessPoolTaskRunner(TaskRunner):
             remote.settle(call, recorder, future, None if error else f.result(), error)
 
         inner.add_done_callback(done)
+
+    def _submit(self, payload: bytes) -> concurrent.futures.Future[bytes]:
+        pool = self._pool()
+        try:
+            return pool.submit(remote.run_packed_call, payload)
+        except BrokenProcessPool:
+            # A worker died (os._exit, a segfault, the OOM killer): the runs it had
+            # crashed, but later runs get a fresh pool instead of crashing too.
+            with self._lock:
+                if self._executor is pool:
+                    self._executor = None
+            pool.shutdown(wait=False)
+            return self._pool().submit(remote.run_packed_call, payload)
 
     def shutdown(self, wait: bool = True) -> None:
         # Calls still waiting on upstream runs are shipped from callbacks; wait for all.
@@ -98,12 +112,12 @@ class ProcessPoolTaskRunner(TaskRunner):
         super().shutdown(wait)
 
 
-def _when_all_done(futures: list[ConveyorFuture], then: Callable[[], object]) -> None:
+def _when_all_done(futures: list[ConveyorFuture[Any]], then: Callable[[], object]) -> None:
     """Call ``then()`` once, after every future is done (from whichever finishes last)."""
     lock = threading.Lock()
     left = [len(futures)]
 
-    def one_done(_: ConveyorFuture) -> None:
+    def one_done(_: ConveyorFuture[Any]) -> None:
         with lock:
             left[0] -= 1
             last = left[0] == 0

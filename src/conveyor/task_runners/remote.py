@@ -8,12 +8,13 @@ a result that cannot travel becomes a clear failure instead of a broken pool.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from conveyor.client.recorder import CollectingRecorder, RunRecorder
 from conveyor.exceptions import SerializationError
 from conveyor.schemas.runs import TaskRunStateRecord
-from conveyor.schemas.states import Crashed, Failed, State
+from conveyor.schemas.states import Crashed, Failed, FailedRunError, State
 
 if TYPE_CHECKING:
     from conveyor.engine.futures import ConveyorFuture
@@ -59,6 +60,7 @@ def run_packed_call(payload: bytes, upstream: dict[int, bytes] | None = None) ->
         state = runtime.run_coro_sync(call.run_async(recorder))
     else:
         state = call.run_sync(recorder)
+    _make_error_portable(state)
     try:
         return dumps((state, recorder.events))
     except Exception as exc:  # noqa: BLE001 - an unpicklable result fails the run clearly
@@ -69,6 +71,9 @@ def run_packed_call(payload: bytes, upstream: dict[int, bytes] | None = None) ->
         )
         failed = Failed(data=error, message=str(error))
         failed.state_details = state.state_details
+        logging.getLogger("conveyor.task_runs").error(
+            "Finished in state %r", failed, extra=_run_names(call)
+        )
         events = [
             TaskRunStateRecord.model_construct(task_run_id=e.task_run_id, seq=e.seq, state=failed)
             if isinstance(e, TaskRunStateRecord) and e.state is state
@@ -78,10 +83,35 @@ def run_packed_call(payload: bytes, upstream: dict[int, bytes] | None = None) ->
         return dumps((failed, events))
 
 
+def _make_error_portable(state: State) -> None:
+    """Swap a run's exception that cannot make the trip home (it holds a lock, or its
+    ``__init__`` takes other arguments than it passes to ``Exception``) for one that can,
+    keeping its type name and message: the run stays Failed instead of looking Crashed."""
+    exc = state.data
+    if not isinstance(exc, BaseException):
+        return
+    try:
+        loads(dumps(exc))
+    except Exception as error:  # noqa: BLE001 - whatever fails, the original cannot travel
+        state.data = FailedRunError(
+            f"{type(exc).__name__}: {exc} (the exception itself could not be sent back "
+            f"from the worker: {type(error).__name__}: {error})"
+        )
+
+
+def _run_names(call: TaskCall) -> dict[str, object]:
+    return {
+        "flow_run_id": call.environment.flow_run_id,
+        "flow_run_name": call.environment.flow_run_name,
+        "task_run_id": call.task_run_id,
+        "task_run_name": f"{call.task.name}-{call.dynamic_key}",
+    }
+
+
 def settle(
     call: TaskCall,
     recorder: RunRecorder,
-    future: ConveyorFuture,
+    future: ConveyorFuture[Any],
     packed: bytes | None,
     error: BaseException | None,
 ) -> None:
@@ -105,9 +135,9 @@ def record_crash(call: TaskCall, recorder: RunRecorder, exc: BaseException) -> S
 
     engine = TaskRunEngine(call, recorder)
     if isinstance(exc, SerializationError):
-        return engine.set_state(Failed(data=exc, message=str(exc)))
-    return engine.set_state(
-        Crashed(
-            data=exc, message=f"The worker running this task failed: {type(exc).__name__}: {exc}"
-        )
-    )
+        engine.set_state(Failed(data=exc, message=str(exc)))
+    else:
+        message = f"The worker running this task failed: {type(exc).__name__}: {exc}"
+        engine.set_state(Crashed(data=exc, message=message))
+    engine.log_final()
+    return engine.state

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from conveyor.engine import runtime
 from conveyor.engine.futures import ConveyorFuture, completed_future
@@ -18,7 +18,7 @@ class SequentialTaskRunner(TaskRunner):
     def duplicate(self) -> SequentialTaskRunner:
         return SequentialTaskRunner()
 
-    def submit(self, call: TaskCall) -> ConveyorFuture:
+    def submit(self, call: TaskCall) -> ConveyorFuture[Any]:
         if call.task.isasync:
             state = runtime.run_coro_sync(call.run_async(self.recorder))
         else:

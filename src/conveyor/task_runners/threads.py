@@ -20,7 +20,7 @@ from conveyor.task_runners.base import TaskRunner, check_max_workers
 if TYPE_CHECKING:
     from conveyor.engine.task_engine import TaskCall
 
-_Work = tuple[contextvars.Context, "TaskCall", ConveyorFuture]
+_Work = tuple[contextvars.Context, "TaskCall", ConveyorFuture[Any]]
 
 
 class ThreadPoolTaskRunner(TaskRunner):
@@ -49,8 +49,8 @@ class ThreadPoolTaskRunner(TaskRunner):
     def __repr__(self) -> str:
         return f"ThreadPoolTaskRunner(max_workers={self.max_workers})"
 
-    def submit(self, call: TaskCall) -> ConveyorFuture:
-        future = ConveyorFuture(call.task_run_id, call.task.name)
+    def submit(self, call: TaskCall) -> ConveyorFuture[Any]:
+        future: ConveyorFuture[Any] = ConveyorFuture(call.task_run_id, call.task.name)
         context = contextvars.copy_context()
         with self._settled:
             self._outstanding += 1
@@ -96,7 +96,7 @@ class ThreadPoolTaskRunner(TaskRunner):
                 self._settled.notify_all()
 
     def _submit_async(
-        self, call: TaskCall, context: contextvars.Context, future: ConveyorFuture
+        self, call: TaskCall, context: contextvars.Context, future: ConveyorFuture[Any]
     ) -> None:
         loop = self._event_loop()
 
