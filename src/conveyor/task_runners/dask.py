@@ -118,9 +118,8 @@ class DaskTaskRunner(TaskRunner):
                 ) from exc
         cluster_kwargs = dict(self.cluster_kwargs)
         if cluster_class is distributed.LocalCluster:
-            # Stay on loopback and off the fixed dashboard port 8787, which a second
-            # cluster (another flow run, a test) would find taken.
-            cluster_kwargs.setdefault("host", "127.0.0.1")
+            # The dashboard on loopback and a free port: the fixed port 8787 would be
+            # taken by a second cluster (another flow run, a test).
             cluster_kwargs.setdefault("dashboard_address", "127.0.0.1:0")
         self._cluster = cluster_class(**cluster_kwargs)
         if self.adapt_kwargs is not None:
