@@ -61,18 +61,20 @@ def run_state(f: Flow[..., Any], *args: Any) -> State:
     return state
 
 
-def history(transport: MemoryTransport, future: ConveyorFuture) -> list[str]:
+def history(transport: MemoryTransport, future: ConveyorFuture[Any]) -> list[str]:
     """The recorded state names of a task run, in order; checks the sequence is complete."""
     records = transport.task_run_states.get(future.task_run_id, [])
     assert [r.seq for r in records] == list(range(1, len(records) + 1)), records
     return [str(r.state.name) for r in records]
 
 
-def recorded(transport: MemoryTransport, future: ConveyorFuture) -> TaskRun:
+def recorded(transport: MemoryTransport, future: ConveyorFuture[Any]) -> TaskRun:
     return transport.task_runs[future.task_run_id]
 
 
-def inputs(transport: MemoryTransport, future: ConveyorFuture) -> set[tuple[uuid.UUID, str | None]]:
+def inputs(
+    transport: MemoryTransport, future: ConveyorFuture[Any]
+) -> set[tuple[uuid.UUID, str | None]]:
     return {(i.task_run_id, i.parameter) for i in recorded(transport, future).task_inputs}
 
 
@@ -154,7 +156,7 @@ def test_map_rejects_iterables_of_different_lengths(
 def test_nested_futures_in_collections_are_resolved(
     runner: TaskRunner, transport: MemoryTransport
 ) -> None:
-    futures: list[ConveyorFuture] = []
+    futures: list[ConveyorFuture[Any]] = []
 
     @flow(task_runner=runner)
     def nested() -> tuple[int, int]:
@@ -174,7 +176,7 @@ def test_nested_futures_in_collections_are_resolved(
 
 
 def test_async_tasks(runner: TaskRunner, transport: MemoryTransport) -> None:
-    futures: list[ConveyorFuture] = []
+    futures: list[ConveyorFuture[Any]] = []
 
     @flow(task_runner=runner)
     def asynchronous() -> tuple[int, list[int], int]:
@@ -230,13 +232,14 @@ def test_failing_task(runner: TaskRunner, transport: MemoryTransport) -> None:
 def test_an_exception_that_cannot_be_rebuilt_still_fails_the_task(
     runner: TaskRunner, transport: MemoryTransport
 ) -> None:
-    seen: list[ConveyorFuture] = []
+    seen: list[ConveyorFuture[Any]] = []
 
     @flow(task_runner=runner)
     def raises_two_part() -> BaseException:
         future = fail_two_part.submit(400)
         seen.append(future)
-        return future.result(raise_on_failure=False)  # type: ignore[no-any-return]
+        error: Any = future.result(raise_on_failure=False)  # the exception, not an int
+        return error  # type: ignore[no-any-return]
 
     error = raises_two_part()
     # Failed, not Crashed: the task ran and raised. Across processes the exception
@@ -250,7 +253,7 @@ def test_retries_use_a_file_as_the_attempt_counter(
     runner: TaskRunner, transport: MemoryTransport, tmp_path: pathlib.Path
 ) -> None:
     recovers, gives_up = tmp_path / "recovers", tmp_path / "gives-up"
-    futures: list[ConveyorFuture] = []
+    futures: list[ConveyorFuture[Any]] = []
 
     @flow(task_runner=runner)
     def retrying() -> int:
@@ -274,7 +277,7 @@ def test_upstream_failure_and_allow_failure(
     runner: TaskRunner, transport: MemoryTransport, tmp_path: pathlib.Path
 ) -> None:
     direct, nested, chained, waited = (tmp_path / n for n in ("direct", "nested", "2nd", "wait"))
-    futures: dict[str, ConveyorFuture] = {}
+    futures: dict[str, ConveyorFuture[Any]] = {}
 
     @flow(task_runner=runner)
     def downstream_of_failure() -> dict[str, Any]:
@@ -334,7 +337,7 @@ def test_wait_for_orders_tasks_without_passing_data(
     runner: TaskRunner, transport: MemoryTransport, tmp_path: pathlib.Path
 ) -> None:
     path = str(tmp_path / "written-first")
-    futures: list[ConveyorFuture] = []
+    futures: list[ConveyorFuture[Any]] = []
 
     @flow(task_runner=runner)
     def ordered() -> str:
@@ -445,7 +448,7 @@ def test_flow_final_state_rules(runner: TaskRunner, transport: MemoryTransport) 
     assert returns_one_future() == 4
 
     @flow(task_runner=runner)
-    def returns_failed_future() -> list[ConveyorFuture]:
+    def returns_failed_future() -> list[ConveyorFuture[Any]]:
         return [add.submit(1, 1), fail.submit("returned boom")]
 
     state = run_state(returns_failed_future)
@@ -463,7 +466,7 @@ def test_every_task_run_is_recorded_in_order(
     runner: TaskRunner, transport: MemoryTransport
 ) -> None:
     """Records made in worker processes travel home and arrive before the flow returns."""
-    futures: list[ConveyorFuture] = []
+    futures: list[ConveyorFuture[Any]] = []
 
     @flow(task_runner=runner)
     def pipeline() -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import inspect
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from conveyor.engine import options as opts
 from conveyor.engine.parameters import ParameterValidator, Signature
@@ -13,10 +13,12 @@ from conveyor.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from conveyor.engine.serializers import Serializer
+    from conveyor.schemas.states import State
     from conveyor.task_runners.base import TaskRunner
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 class Flow(Generic[P, R]):
@@ -132,8 +134,20 @@ class Flow(Generic[P, R]):
             return parameters
         return self._validator.validate(parameters)
 
+    # mypy rejects a keyword after *args: P.args in a definition ([valid-type]) but types
+    # calls through it correctly, which is what users of return_state=True need.
     @overload
-    def __call__(self: Flow[P, Coroutine[Any, Any, R]], *args: P.args, **kwargs: P.kwargs) -> R: ...
+    def __call__(  # type: ignore[valid-type]
+        self: Flow[P, Coroutine[Any, Any, T]],
+        *args: P.args,
+        return_state: Literal[True],
+        **kwargs: P.kwargs,
+    ) -> Coroutine[Any, Any, State]: ...
+
+    @overload
+    def __call__(  # type: ignore[valid-type]
+        self, *args: P.args, return_state: Literal[True], **kwargs: P.kwargs
+    ) -> State: ...
 
     @overload
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import inspect
 from collections.abc import Callable, Coroutine, Iterable
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from conveyor.engine import options as opts
 from conveyor.engine.inputs import unmapped
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 _NOT_SET: Any = object()
 
@@ -165,8 +166,19 @@ class Task(Generic[P, R]):
             return False
         return bool(kwargs.pop("return_state", False))
 
+    # See Flow.__call__ for why the first two overloads need [valid-type] ignored.
     @overload
-    def __call__(self: Task[P, Coroutine[Any, Any, R]], *args: P.args, **kwargs: P.kwargs) -> R: ...
+    def __call__(  # type: ignore[valid-type]
+        self: Task[P, Coroutine[Any, Any, T]],
+        *args: P.args,
+        return_state: Literal[True],
+        **kwargs: P.kwargs,
+    ) -> Coroutine[Any, Any, State]: ...
+
+    @overload
+    def __call__(  # type: ignore[valid-type]
+        self, *args: P.args, return_state: Literal[True], **kwargs: P.kwargs
+    ) -> State: ...
 
     @overload
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
@@ -182,7 +194,15 @@ class Task(Generic[P, R]):
         parameters = self.signature.bind(args, kwargs)
         return run_task(self, parameters, wait_for=wait_for, return_state=return_state)
 
-    def submit(self, *args: Any, **kwargs: Any) -> ConveyorFuture[R]:
+    @overload
+    def submit(
+        self: Task[P, Coroutine[Any, Any, T]], *args: Any, **kwargs: Any
+    ) -> ConveyorFuture[T]: ...
+
+    @overload
+    def submit(self, *args: Any, **kwargs: Any) -> ConveyorFuture[R]: ...
+
+    def submit(self, *args: Any, **kwargs: Any) -> ConveyorFuture[Any]:
         """Submit the task to the flow's task runner; returns a future at once."""
         from conveyor.engine.task_engine import submit_task
 
@@ -190,7 +210,13 @@ class Task(Generic[P, R]):
         parameters = self.signature.bind(args, kwargs)
         return submit_task(self, parameters, wait_for=wait_for)
 
-    def map(self, *args: Any, **kwargs: Any) -> FutureList[R]:
+    @overload
+    def map(self: Task[P, Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> FutureList[T]: ...
+
+    @overload
+    def map(self, *args: Any, **kwargs: Any) -> FutureList[R]: ...
+
+    def map(self, *args: Any, **kwargs: Any) -> FutureList[Any]:
         """Submit one task run per element of the iterable arguments.
 
         Arguments wrapped in ``unmapped(...)`` (and non-iterable ones such as numbers)
