@@ -191,7 +191,10 @@ class FlowRunEngine:
 
     def succeed(self, value: Any) -> State | None:
         if isinstance(value, State):
-            candidate = dataclasses.replace(value)
+            # The flow's own state: copied details, so that proposing it neither shows the
+            # task's run id nor stamps a transition id onto the task's state.
+            details = dataclasses.replace(value.state_details, task_run_id=None)
+            candidate = dataclasses.replace(value, state_details=details)
         else:
             candidate = self._state_from_return(value)
         if candidate.is_completed() and self._should_persist():
@@ -438,7 +441,7 @@ def run_flow(flow: Flow[..., Any], parameters: dict[str, Any], *, return_state: 
     """Validate parameters (no run starts on bad input), then run the flow."""
     parameters = flow.validate(parameters)
     engine = FlowRunEngine(flow, parameters)
-    if flow.isasync and (runtime.in_event_loop() or engine.is_top_level):
+    if flow.isasync and runtime.caller_wants_awaitable():
         return _run_async_returning(engine, return_state)
     if flow.isasync:
         state = runtime.run_coro_sync(drive_flow_async(engine))

@@ -10,6 +10,7 @@ from conveyor.exceptions import ParameterValidationError
 
 _EMPTY = inspect.Parameter.empty
 _SIMPLE_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+_POSITIONAL_KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
 class Signature:
@@ -86,8 +87,13 @@ class Signature:
             return (), parameters
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
+        # Positional-or-keyword values go by position, so that a following *args can be
+        # filled (f(1, 2, 3) for ``def f(a, *rest)``), until one is missing.
+        positional = True
         for param in self.signature.parameters.values():
             if param.name not in parameters:
+                if param.kind in _POSITIONAL_KINDS:
+                    positional = False
                 continue
             value = parameters[param.name]
             if param.kind is inspect.Parameter.POSITIONAL_ONLY:
@@ -96,7 +102,7 @@ class Signature:
                 args.extend(value)
             elif param.kind is inspect.Parameter.VAR_KEYWORD:
                 kwargs.update(value)
-            elif args and param.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            elif positional and param.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
                 args.append(value)
             else:
                 kwargs[param.name] = value

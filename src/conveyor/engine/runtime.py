@@ -12,7 +12,12 @@ from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 from conveyor.client.recorder import NullRecorder, RunRecorder
-from conveyor.engine.context import RunEnvironment, current_tags
+from conveyor.engine.context import (
+    RunEnvironment,
+    current_tags,
+    flow_run_context,
+    task_run_context,
+)
 from conveyor.settings import Settings
 
 T = TypeVar("T")
@@ -104,6 +109,23 @@ def in_event_loop() -> bool:
         asyncio.get_running_loop()
     except RuntimeError:
         return False
+    return True
+
+
+def caller_wants_awaitable() -> bool:
+    """Whether calling an async flow or task here should hand back an awaitable.
+
+    Yes at the top level (the caller awaits it or passes it to ``asyncio.run``) and inside
+    an async flow or task. Inside a sync flow or task it runs to completion instead, also
+    when that sync code runs on an event loop's thread (a sync flow called from async code
+    or a notebook): sync code cannot await what it gets back.
+    """
+    task_ctx = task_run_context.get()
+    if task_ctx is not None:
+        return task_ctx.task.isasync
+    flow_ctx = flow_run_context.get()
+    if flow_ctx is not None:
+        return flow_ctx.flow.isasync
     return True
 
 

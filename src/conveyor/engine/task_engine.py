@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import inspect
 import logging
 import time
 import uuid
@@ -325,9 +326,11 @@ class TaskRunEngine:
         if isinstance(value, State):
             return self.set_state(value)
         state = Completed(data=value)
+        if self.cache_key is not None:
+            state.state_details.cache_key = self.cache_key
         if self._should_persist():
             try:
-                state.result_ref = self._persist(value)
+                state.result_ref = self._persist(value, state)
             except Exception as exc:  # noqa: BLE001 - a result that cannot be stored fails the run
                 return self.set_state(
                     Failed(data=exc, message=f"Result could not be persisted: {exc}")
@@ -344,8 +347,12 @@ class TaskRunEngine:
             persist = self.env.settings.persist_results
         return persist
 
-    def _persist(self, value: Any) -> Any:
+    def _persist(self, value: Any, state: State) -> Any:
         store = self._store()
+        expiration = None
+        if self.cache_key is not None and self.task.cache_expiration is not None:
+            expiration = datetime.datetime.now(datetime.timezone.utc) + self.task.cache_expiration
+            state.state_details.cache_expiration = expiration
         if self.task.result_storage_key is not None:
             from conveyor.engine.results import render_storage_key
 
@@ -357,11 +364,13 @@ class TaskRunEngine:
                 flow_run_id=self.env.flow_run_id,
                 flow_name=self.env.flow_name,
             )
-        else:
-            key = self.cache_key or str(self.task_run_id)
-        expiration = None
-        if self.cache_key is not None and self.task.cache_expiration is not None:
-            expiration = datetime.datetime.now(datetime.timezone.utc) + self.task.cache_expiration
+            ref = store.write(key, value, expiration=expiration)
+            if self.cache_key is not None and self.cache_key != key:
+                # The cache is looked up by cache key: keep a record there too, or a task
+                # with both a cache policy and a storage key would never hit its cache.
+                store.write(self.cache_key, value, expiration=expiration)
+            return ref
+        key = self.cache_key or str(self.task_run_id)
         return store.write(key, value, expiration=expiration)
 
     def fail(self, exc: BaseException) -> float | None:
@@ -594,16 +603,12 @@ def run_task(
     wait_for: Iterable[Any] | None = None,
     return_state: bool = False,
 ) -> Any:
-    """Run a task in the calling thread (or return an awaitable inside an event loop)."""
+    """Run a task in the calling thread (or return an awaitable to async callers)."""
     call, recorder = _make_call(task, parameters, wait_for)
-    if task.isasync and (runtime.in_event_loop() or _at_top_level()):
+    if task.isasync and runtime.caller_wants_awaitable():
         return _run_async_returning(call, recorder, return_state)
     state = call.run_sync(recorder)
     return state if return_state else state.result()
-
-
-def _at_top_level() -> bool:
-    return flow_run_context.get() is None and task_run_context.get() is None
 
 
 async def _run_async_returning(call: TaskCall, recorder: RunRecorder, return_state: bool) -> Any:
@@ -626,6 +631,12 @@ def submit_task(
     return future
 
 
+def _variadic_names(task: Task[..., Any]) -> frozenset[str]:
+    kinds = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    params = task.signature.signature.parameters.values()
+    return frozenset(p.name for p in params if p.kind in kinds)
+
+
 def map_task(
     task: Task[..., Any],
     args: tuple[Any, ...],
@@ -640,6 +651,8 @@ def map_task(
             "call it from inside a @flow."
         )
     parameters = task.signature.bind(args, kwargs)
+    # *args and **kwargs are containers the call made, not iterables the caller passed.
+    variadic = _variadic_names(task) if task.signature.has_var else frozenset()
     iterables: dict[str, list[Any]] = {}
     static: dict[str, Any] = {}
     for name, value in parameters.items():
@@ -647,6 +660,8 @@ def map_task(
             value = value.result()  # mapping over an upstream result needs its value now
         if type(value) is unmapped:
             static[name] = value.value
+        elif name in variadic:
+            static[name] = value
         elif task._is_mapped(value):
             iterables[name] = list(value)
         else:

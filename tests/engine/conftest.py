@@ -1,0 +1,53 @@
+"""Fixtures shared by the engine tests.
+
+Every test runs with ``CONVEYOR_HOME`` (and the engine's settings) pointing into a fresh
+temporary folder, so nothing is ever written under ``~/.conveyor``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+from collections.abc import Iterator
+
+import pytest
+
+from conveyor.client import MemoryTransport, Recorder
+from conveyor.engine import runtime
+from conveyor.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def conveyor_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[pathlib.Path]:
+    """An isolated CONVEYOR_HOME for the test, in the environment and in the engine."""
+    home = tmp_path_factory.mktemp("conveyor-home")
+    for name in list(os.environ):
+        if name.startswith("CONVEYOR_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("CONVEYOR_HOME", str(home))
+    with runtime.use_settings(Settings(home=home)):
+        yield home
+
+
+@pytest.fixture
+def transport() -> Iterator[MemoryTransport]:
+    """A MemoryTransport behind a batching Recorder that records every run of the test."""
+    memory = MemoryTransport()
+    recorder = Recorder(memory, flush_interval=0.05)
+    with runtime.use_recorder(recorder):
+        yield memory
+    recorder.close()
+
+
+@pytest.fixture
+def conveyor_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """caplog that also sees the ``conveyor`` logger, which does not propagate to root."""
+    logger = logging.getLogger("conveyor")
+    logger.addHandler(caplog.handler)
+    try:
+        yield caplog
+    finally:
+        logger.removeHandler(caplog.handler)
