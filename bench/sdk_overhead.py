@@ -102,6 +102,21 @@ def bench_rss_100k() -> float:
     return round(int(_child(code)) / 1024, 1)
 
 
+def bench_cold_empty_flow(repeat: int) -> float:
+    """The first flow of a fresh process: includes loading the engine and pydantic."""
+    code = (
+        "import time\n"
+        "start = time.perf_counter()\n"
+        "from conveyor import flow\n"
+        "@flow\n"
+        "def empty() -> None:\n"
+        "    return None\n"
+        "empty()\n"
+        "print(time.perf_counter() - start)\n"
+    )
+    return _median_ms([float(_child(code)) for _ in range(repeat)])
+
+
 def _wall(cmd: list[str], repeat: int) -> float:
     samples = []
     for _ in range(repeat):
@@ -118,8 +133,13 @@ def main() -> None:
     os.environ.setdefault("CONVEYOR_LOGGING_LEVEL", "WARNING")
     result: dict[str, object] = {"benchmark": "sdk_overhead", "backend": "none"}
     result.update(bench_engine(args.repeat))
+    result["empty_flow_cold_ms"] = bench_cold_empty_flow(args.repeat)
     result["peak_rss_100k_mapped_mb"] = bench_rss_100k()
     result["import_conveyor_ms"] = _wall([sys.executable, "-c", "import conveyor"], args.repeat)
+    result["import_flow_task_ms"] = _wall(
+        [sys.executable, "-c", "from conveyor import flow, task"], args.repeat
+    )
+    result["python_startup_ms"] = _wall([sys.executable, "-c", "pass"], args.repeat)
     conveyor_bin = str(Path(sys.executable).parent / "conveyor")
     if Path(conveyor_bin).exists():
         result["cli_help_ms"] = _wall([conveyor_bin, "--help"], args.repeat)

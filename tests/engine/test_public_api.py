@@ -109,3 +109,20 @@ def test_running_a_flow_loads_no_server_or_cluster_modules() -> None:
         "('fastapi','sqlalchemy','dask','distributed','pydantic_settings')))"
     )
     assert out.splitlines()[-1] == "[]"
+
+
+def test_decorating_flows_and_tasks_defers_pydantic_and_asyncio() -> None:
+    # Scripts and tools that only define flows (or import them to inspect) start fast;
+    # the schemas load when the first run starts.
+    out = python(
+        "import sys\n"
+        "from conveyor import flow, task, unmapped, ThreadPoolTaskRunner\n"
+        "@task\n"
+        "def t(x: int) -> int:\n"
+        "    return x\n"
+        "@flow(task_runner=ThreadPoolTaskRunner(2))\n"
+        "def f() -> None:\n"
+        "    t.map([1], unmapped(2))\n"
+        "print(sorted(m for m in sys.modules if m in ('pydantic', 'asyncio')))"
+    )
+    assert out == "[]"

@@ -73,27 +73,6 @@ class RunRecorder(Protocol):
     def close(self) -> None: ...
 
 
-class NullRecorder:
-    """No backend: nothing is recorded. Supported for users' unit tests."""
-
-    enabled = False
-
-    def create_flow_run(self, flow_run: FlowRun) -> None:
-        return None
-
-    def propose_flow_run_state(self, flow_run_id: uuid.UUID, state: State) -> State:
-        return state
-
-    def emit(self, event: Event) -> None:
-        return None
-
-    def flush(self, timeout: float | None = None) -> bool:
-        return True
-
-    def close(self) -> None:
-        return None
-
-
 class CollectingRecorder:
     """Keeps events in a list; used inside worker processes to send them home."""
 

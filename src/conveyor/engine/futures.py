@@ -8,15 +8,15 @@ tasks holds 100,000 futures, so that difference is most of its memory.
 
 from __future__ import annotations
 
-import asyncio
 import queue
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
-from conveyor.schemas.states import Cancelled, Crashed, Pending, State
+if TYPE_CHECKING:
+    from conveyor.schemas.states import State
 
 R = TypeVar("R")
 
@@ -66,10 +66,16 @@ class ConveyorFuture(Generic[R]):
         for callback in callbacks or ():
             callback(self)
 
+    # Imports below are deferred: `from conveyor import flow, task` must not load pydantic
+    # or asyncio before a flow runs.
     def set_runner_error(self, error: BaseException) -> None:
+        from conveyor.schemas.states import Crashed
+
         self.set_state(Crashed(data=error, message=f"Task run could not be executed: {error}"))
 
     def set_cancelled(self) -> None:
+        from conveyor.schemas.states import Cancelled
+
         self.set_state(
             Cancelled(message="Task run was cancelled before it started: its flow ended.")
         )
@@ -93,6 +99,8 @@ class ConveyorFuture(Generic[R]):
     async def wait_async(self) -> None:
         if self._state is not None:
             return
+        import asyncio
+
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
 
@@ -110,7 +118,11 @@ class ConveyorFuture(Generic[R]):
     def state(self) -> State:
         """The final state if the run is done, else a Pending placeholder."""
         self._observed = True
-        return self._state if self._state is not None else Pending()
+        if self._state is not None:
+            return self._state
+        from conveyor.schemas.states import Pending
+
+        return Pending()
 
     def final_state(self, timeout: float | None = None) -> State:
         """Wait for and return the final state, without marking the failure handled."""

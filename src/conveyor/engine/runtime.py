@@ -11,7 +11,8 @@ import threading
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
-from conveyor.client.recorder import NullRecorder, RunRecorder
+from conveyor.client.null import NullRecorder
+from conveyor.client.recorder import RunRecorder
 from conveyor.engine.context import (
     RunEnvironment,
     current_tags,

@@ -239,6 +239,8 @@ class Task(Generic[P, R]):
 
 
 def _resolve_cache_policy(policy: Any, cache_key_fn: Any, owner: str) -> CachePolicy | None:
+    if cache_key_fn is None and (policy is _NOT_SET or policy is None):
+        return None  # the common case: no caching, and no import of the hashing machinery
     from conveyor.engine import cache_policies
 
     if cache_key_fn is not None:

@@ -6,10 +6,11 @@ import abc
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from conveyor.client.recorder import NullRecorder, RunRecorder
+from conveyor.client.null import NullRecorder
 from conveyor.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
+    from conveyor.client.recorder import RunRecorder
     from conveyor.engine.futures import ConveyorFuture
     from conveyor.engine.task_engine import TaskCall
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from conveyor.engine import runtime
 from conveyor.engine.futures import ConveyorFuture, completed_future
 from conveyor.task_runners.base import TaskRunner
 
@@ -20,6 +19,8 @@ class SequentialTaskRunner(TaskRunner):
 
     def submit(self, call: TaskCall) -> ConveyorFuture[Any]:
         if call.task.isasync:
+            from conveyor.engine import runtime
+
             state = runtime.run_coro_sync(call.run_async(self.recorder))
         else:
             state = call.run_sync(self.recorder)

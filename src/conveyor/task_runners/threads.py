@@ -7,7 +7,6 @@ executor allocates a ``concurrent.futures.Future`` and a work item per call, whi
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import os
 import queue
@@ -18,6 +17,8 @@ from conveyor.engine.futures import ConveyorFuture
 from conveyor.task_runners.base import TaskRunner, check_max_workers
 
 if TYPE_CHECKING:
+    import asyncio
+
     from conveyor.engine.task_engine import TaskCall
 
 _Work = tuple[contextvars.Context, "TaskCall", ConveyorFuture[Any]]
@@ -118,6 +119,8 @@ class ThreadPoolTaskRunner(TaskRunner):
         loop.call_soon_threadsafe(start)
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
+        import asyncio  # only runners that meet an async task pay for asyncio
+
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
@@ -167,6 +170,8 @@ class ThreadPoolTaskRunner(TaskRunner):
 
 
 def _cancel_all_and_stop(loop: asyncio.AbstractEventLoop) -> None:
+    import asyncio
+
     for task in asyncio.all_tasks(loop):
         task.cancel()
     loop.call_soon(loop.stop)
