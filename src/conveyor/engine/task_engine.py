@@ -9,36 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import inspect
 import logging
 import time
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from conveyor.client.recorder import RunRecorder
 from conveyor.engine import runtime
-from conveyor.engine.context import (
-    RunEnvironment,
-    TaskRunContext,
-    _log_prints,
-    current_tags,
-    flow_run_context,
-    task_run_context,
-)
-from conveyor.engine.futures import ConveyorFuture, FutureList
+from conveyor.engine.context import TaskRunContext, _log_prints, task_run_context
+from conveyor.engine.futures import ConveyorFuture
 from conveyor.engine.hooks import run_hooks_async, run_hooks_sync
-from conveyor.engine.inputs import iter_leaves, unmapped, walk
+from conveyor.engine.inputs import iter_leaves, walk
 from conveyor.engine.options import delay_for_attempt
-from conveyor.engine.run_logging import configure_logging
+from conveyor.engine.task_call import UpstreamPlaceholder
 from conveyor.engine.timeouts import call_async_with_timeout, call_sync_with_timeout
-from conveyor.exceptions import (
-    ConfigurationError,
-    NotInFlowError,
-    TaskRunTimeoutError,
-    UpstreamTaskError,
-)
+from conveyor.exceptions import ConfigurationError, TaskRunTimeoutError, UpstreamTaskError
 from conveyor.schemas.runs import TaskRun, TaskRunInput, TaskRunStateRecord
 from conveyor.schemas.states import (
     AwaitingRetry,
@@ -57,81 +42,10 @@ from conveyor.schemas.states import (
 
 if TYPE_CHECKING:
     from conveyor.engine.results import ResultStore
-    from conveyor.engine.tasks import Task
+    from conveyor.engine.task_call import TaskCall
+
 
 logger = logging.getLogger("conveyor.task_runs")
-
-
-@dataclass(slots=True)
-class TaskCall:
-    """Everything needed to run one task run anywhere: what task runners ship."""
-
-    task: Task[..., Any]
-    parameters: dict[str, Any]
-    wait_for: list[Any] | None
-    environment: RunEnvironment
-    task_run_id: uuid.UUID
-    dynamic_key: int
-    map_index: int | None
-    tags: frozenset[str]
-
-    def upstream_futures(self) -> list[ConveyorFuture[Any]]:
-        found = [leaf for leaf, _ in iter_leaves(self.parameters) if type(leaf) is ConveyorFuture]
-        if self.wait_for:
-            found.extend(f for f, _ in iter_leaves(self.wait_for) if type(f) is ConveyorFuture)
-        return found
-
-    def with_upstream_states(self) -> TaskCall:
-        """A copy whose upstream futures (all done) are replaced by their final states,
-        for shipping to another process."""
-
-        def to_state(value: Any, allowed: bool) -> Any:
-            if type(value) is ConveyorFuture:
-                value.mark_observed()
-                return value.final_state()
-            return value
-
-        return self._rewritten(to_state)
-
-    def with_placeholders(self) -> tuple[TaskCall, list[ConveyorFuture[Any]]]:
-        """A copy whose upstream futures are numbered placeholders, and the futures, so
-        a cluster can resolve dependencies itself (Dask)."""
-        upstream: list[ConveyorFuture[Any]] = []
-
-        def to_placeholder(value: Any, allowed: bool) -> Any:
-            if type(value) is ConveyorFuture:
-                value.mark_observed()
-                upstream.append(value)
-                return UpstreamPlaceholder(len(upstream) - 1)
-            return value
-
-        return self._rewritten(to_placeholder), upstream
-
-    def with_placeholders_filled(self, states: dict[int, State]) -> TaskCall:
-        def fill(value: Any, allowed: bool) -> Any:
-            if type(value) is UpstreamPlaceholder:
-                return states[value.index]
-            return value
-
-        return self._rewritten(fill)
-
-    def _rewritten(self, visit: Any) -> TaskCall:
-        parameters = {k: walk(v, visit, keep_wrappers=True) for k, v in self.parameters.items()}
-        wait_for = walk(self.wait_for, visit, keep_wrappers=True) if self.wait_for else None
-        return replace(self, parameters=parameters, wait_for=wait_for)
-
-    def run_sync(self, recorder: RunRecorder) -> State:
-        return drive_sync(TaskRunEngine(self, recorder))
-
-    async def run_async(self, recorder: RunRecorder) -> State:
-        return await drive_async(TaskRunEngine(self, recorder))
-
-
-@dataclass(frozen=True)
-class UpstreamPlaceholder:
-    """Stands for the n-th upstream future while a call travels to a cluster."""
-
-    index: int
 
 
 class TaskRunEngine:
@@ -558,135 +472,3 @@ async def _finish_async(engine: TaskRunEngine) -> None:
     if hooks:
         await run_hooks_async(hooks, (engine.task, engine.task_run, engine.state))
     engine.log_final()
-
-
-# -- entry points used by Task ------------------------------------------------------------
-def _make_call(
-    task: Task[..., Any],
-    parameters: dict[str, Any],
-    wait_for: Iterable[Any] | None,
-    map_index: int | None = None,
-) -> tuple[TaskCall, RunRecorder]:
-    flow_ctx = flow_run_context.get()
-    if flow_ctx is not None:
-        env = flow_ctx.environment
-        recorder: RunRecorder = flow_ctx.recorder
-        dynamic_key = flow_ctx.next_dynamic_key(task.task_key)
-    else:
-        task_ctx = task_run_context.get()
-        if task_ctx is not None:
-            env, recorder = task_ctx.environment, task_ctx.recorder
-        else:
-            env, recorder = runtime.standalone_environment(), runtime.get_recorder()
-            configure_logging(env.settings.logging_level)
-        dynamic_key = runtime.next_standalone_key()
-    context_tags = current_tags()
-    # The common case (no tags around) must not build a new set per call.
-    tags = task.tags | env.tags | context_tags if env.tags or context_tags else task.tags
-    call = TaskCall(
-        task=task,
-        parameters=parameters,
-        wait_for=list(wait_for) if wait_for is not None else None,
-        environment=env,
-        task_run_id=uuid.uuid4(),
-        dynamic_key=dynamic_key,
-        map_index=map_index,
-        tags=tags,
-    )
-    return call, recorder
-
-
-def run_task(
-    task: Task[..., Any],
-    parameters: dict[str, Any],
-    *,
-    wait_for: Iterable[Any] | None = None,
-    return_state: bool = False,
-) -> Any:
-    """Run a task in the calling thread (or return an awaitable to async callers)."""
-    call, recorder = _make_call(task, parameters, wait_for)
-    if task.isasync and runtime.caller_wants_awaitable():
-        return _run_async_returning(call, recorder, return_state)
-    state = call.run_sync(recorder)
-    return state if return_state else state.result()
-
-
-async def _run_async_returning(call: TaskCall, recorder: RunRecorder, return_state: bool) -> Any:
-    state = await call.run_async(recorder)
-    return state if return_state else state.result()
-
-
-def submit_task(
-    task: Task[..., Any], parameters: dict[str, Any], *, wait_for: Iterable[Any] | None = None
-) -> ConveyorFuture[Any]:
-    flow_ctx = flow_run_context.get()
-    if flow_ctx is None:
-        raise NotInFlowError(
-            f"{task.name}.submit() needs a running flow to provide a task runner; "
-            f"call {task.name}(...) to run it directly, or submit it from inside a @flow."
-        )
-    call, _ = _make_call(task, parameters, wait_for)
-    future = flow_ctx.task_runner.submit(call)
-    flow_ctx.futures.append(future)
-    return future
-
-
-def _variadic_names(task: Task[..., Any]) -> frozenset[str]:
-    kinds = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    params = task.signature.signature.parameters.values()
-    return frozenset(p.name for p in params if p.kind in kinds)
-
-
-def map_task(
-    task: Task[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    *,
-    wait_for: Iterable[Any] | None = None,
-) -> FutureList[Any]:
-    flow_ctx = flow_run_context.get()
-    if flow_ctx is None:
-        raise NotInFlowError(
-            f"{task.name}.map() needs a running flow to provide a task runner; "
-            "call it from inside a @flow."
-        )
-    parameters = task.signature.bind(args, kwargs)
-    # *args and **kwargs are containers the call made, not iterables the caller passed.
-    variadic = _variadic_names(task) if task.signature.has_var else frozenset()
-    iterables: dict[str, list[Any]] = {}
-    static: dict[str, Any] = {}
-    for name, value in parameters.items():
-        if type(value) is ConveyorFuture:
-            value = value.result()  # mapping over an upstream result needs its value now
-        if type(value) is unmapped:
-            static[name] = value.value
-        elif name in variadic:
-            static[name] = value
-        elif task._is_mapped(value):
-            iterables[name] = list(value)
-        else:
-            static[name] = value
-    if not iterables:
-        raise ConfigurationError(
-            f"{task.name}.map() needs at least one iterable argument; "
-            "wrap arguments that should not be iterated in unmapped(...)."
-        )
-    lengths = {name: len(values) for name, values in iterables.items()}
-    if len(set(lengths.values())) > 1:
-        raise ConfigurationError(
-            f"{task.name}.map() got iterables of different lengths: {lengths}; "
-            "make them equal or wrap fixed ones in unmapped(...)."
-        )
-    count = next(iter(lengths.values()))
-    futures: FutureList[Any] = FutureList()
-    runner = flow_ctx.task_runner
-    wait_list = list(wait_for) if wait_for is not None else None
-    for index in range(count):
-        call_params = dict(static)
-        for name, values in iterables.items():
-            call_params[name] = values[index]
-        call, _ = _make_call(task, call_params, wait_list, map_index=index)
-        future = runner.submit(call)
-        futures.append(future)
-    flow_ctx.futures.extend(futures)
-    return futures

@@ -187,7 +187,7 @@ class Task(Generic[P, R]):
         """Run the task now and return its result (or its final State with
         ``return_state=True``). Inside a running event loop an async task returns an
         awaitable instead."""
-        from conveyor.engine.task_engine import run_task
+        from conveyor.engine.task_submission import run_task
 
         return_state = self._split_return_state(kwargs)
         wait_for = kwargs.pop("wait_for", None) if "wait_for" not in self.signature.names else None
@@ -204,7 +204,7 @@ class Task(Generic[P, R]):
 
     def submit(self, *args: Any, **kwargs: Any) -> ConveyorFuture[Any]:
         """Submit the task to the flow's task runner; returns a future at once."""
-        from conveyor.engine.task_engine import submit_task
+        from conveyor.engine.task_submission import submit_task
 
         wait_for = kwargs.pop("wait_for", None) if "wait_for" not in self.signature.names else None
         parameters = self.signature.bind(args, kwargs)
@@ -222,7 +222,7 @@ class Task(Generic[P, R]):
         Arguments wrapped in ``unmapped(...)`` (and non-iterable ones such as numbers)
         are passed whole to every run. All iterables must have the same length.
         """
-        from conveyor.engine.task_engine import map_task
+        from conveyor.engine.task_submission import map_task
 
         wait_for = kwargs.pop("wait_for", None) if "wait_for" not in self.signature.names else None
         return map_task(self, args, kwargs, wait_for=wait_for)

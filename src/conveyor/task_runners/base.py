@@ -12,7 +12,7 @@ from conveyor.exceptions import ConfigurationError
 if TYPE_CHECKING:
     from conveyor.client.recorder import RunRecorder
     from conveyor.engine.futures import ConveyorFuture
-    from conveyor.engine.task_engine import TaskCall
+    from conveyor.engine.task_call import TaskCall
 
 Self = TypeVar("Self", bound="TaskRunner")
 

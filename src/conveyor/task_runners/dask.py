@@ -20,7 +20,7 @@ from conveyor.task_runners.base import TaskRunner
 
 if TYPE_CHECKING:
     from conveyor.client.recorder import RunRecorder
-    from conveyor.engine.task_engine import TaskCall
+    from conveyor.engine.task_call import TaskCall
 
 
 def _import_distributed() -> Any:

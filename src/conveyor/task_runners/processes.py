@@ -21,7 +21,7 @@ from conveyor.task_runners import remote
 from conveyor.task_runners.base import TaskRunner, check_max_workers
 
 if TYPE_CHECKING:
-    from conveyor.engine.task_engine import TaskCall
+    from conveyor.engine.task_call import TaskCall
 
 
 class ProcessPoolTaskRunner(TaskRunner):

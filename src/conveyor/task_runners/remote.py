@@ -18,7 +18,7 @@ from conveyor.schemas.states import Crashed, Failed, FailedRunError, State
 
 if TYPE_CHECKING:
     from conveyor.engine.futures import ConveyorFuture
-    from conveyor.engine.task_engine import TaskCall
+    from conveyor.engine.task_call import TaskCall
 
 
 def dumps(value: Any) -> bytes:

@@ -8,7 +8,7 @@ from conveyor.engine.futures import ConveyorFuture, completed_future
 from conveyor.task_runners.base import TaskRunner
 
 if TYPE_CHECKING:
-    from conveyor.engine.task_engine import TaskCall
+    from conveyor.engine.task_call import TaskCall
 
 
 class SequentialTaskRunner(TaskRunner):

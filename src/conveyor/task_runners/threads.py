@@ -19,7 +19,7 @@ from conveyor.task_runners.base import TaskRunner, check_max_workers
 if TYPE_CHECKING:
     import asyncio
 
-    from conveyor.engine.task_engine import TaskCall
+    from conveyor.engine.task_call import TaskCall
 
 _Work = tuple[contextvars.Context, "TaskCall", ConveyorFuture[Any]]
 
