@@ -310,3 +310,26 @@ def test_with_options_replaces_hooks_and_keeps_the_original() -> None:
 
     pipeline()
     assert log.names() == ["original", "replaced"]
+
+
+def test_a_hook_error_is_recorded_with_its_run(transport: MemoryTransport) -> None:
+    def broken_hook(obj: Any, run: Any, state: State) -> None:
+        raise RuntimeError("hook bug")
+
+    @task(on_completion=[broken_hook])
+    def good() -> int:
+        return 1
+
+    @flow(on_completion=[broken_hook])
+    def pipeline() -> int:
+        return good()
+
+    assert pipeline() == 1
+    (task_run,) = transport.task_runs.values()
+    (flow_run,) = transport.flow_runs.values()
+    errors = [r for r in transport.logs if "broken_hook" in r.message]
+    assert {(r.flow_run_id, r.task_run_id) for r in errors} == {
+        (flow_run.id, task_run.id),
+        (flow_run.id, None),
+    }
+    assert all("RuntimeError: hook bug" in r.message for r in errors)

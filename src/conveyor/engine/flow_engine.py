@@ -125,7 +125,7 @@ class FlowRunEngine:
                 "which is not a parameter of the flow."
             ) from None
 
-    def _log_extra(self) -> dict[str, Any]:
+    def log_extra(self) -> dict[str, Any]:
         return {
             "flow_run_id": self.flow_run.id,
             "flow_run_name": self.flow_run.name,
@@ -149,7 +149,7 @@ class FlowRunEngine:
             "Beginning flow run %r for flow %r",
             self.flow_run.name,
             self.flow.name,
-            extra=self._log_extra(),
+            extra=self.log_extra(),
         )
 
     def begin_attempt(self) -> None:
@@ -278,7 +278,7 @@ class FlowRunEngine:
                 self.run_count,
                 self.flow.retries,
                 self.retry_delay,
-                extra=self._log_extra(),
+                extra=self.log_extra(),
             )
             when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
                 seconds=self.retry_delay
@@ -302,7 +302,7 @@ class FlowRunEngine:
 
     def log_final(self) -> None:
         level = logging.INFO if self.state.is_completed() else logging.ERROR
-        logger.log(level, "Finished in state %r", self.state, extra=self._log_extra())
+        logger.log(level, "Finished in state %r", self.state, extra=self.log_extra())
         if self.is_top_level:
             self.recorder.flush(timeout=30)
 
@@ -344,7 +344,9 @@ def drive_flow_sync(engine: FlowRunEngine) -> State:
     while state is None:
         engine.begin_attempt()
         if "on_running" in flow.hooks:
-            run_hooks_sync(flow.hooks["on_running"], (flow, engine.flow_run, engine.state))
+            run_hooks_sync(
+                flow.hooks["on_running"], (flow, engine.flow_run, engine.state), engine.log_extra()
+            )
         error: BaseException | None = None
         value: Any = None
         tokens = engine.enter()
@@ -381,7 +383,7 @@ def drive_flow_sync(engine: FlowRunEngine) -> State:
             continue
     hooks = engine.hooks_to_run()
     if hooks:
-        run_hooks_sync(hooks, (flow, engine.flow_run, state))
+        run_hooks_sync(hooks, (flow, engine.flow_run, state), engine.log_extra())
     engine.log_final()
     if error is not None and not isinstance(error, Exception):
         raise error
@@ -395,7 +397,9 @@ async def drive_flow_async(engine: FlowRunEngine) -> State:
     while state is None:
         engine.begin_attempt()
         if "on_running" in flow.hooks:
-            await run_hooks_async(flow.hooks["on_running"], (flow, engine.flow_run, engine.state))
+            await run_hooks_async(
+                flow.hooks["on_running"], (flow, engine.flow_run, engine.state), engine.log_extra()
+            )
         error: BaseException | None = None
         value: Any = None
         tokens = engine.enter()
@@ -430,7 +434,7 @@ async def drive_flow_async(engine: FlowRunEngine) -> State:
             continue
     hooks = engine.hooks_to_run()
     if hooks:
-        await run_hooks_async(hooks, (flow, engine.flow_run, state))
+        await run_hooks_async(hooks, (flow, engine.flow_run, state), engine.log_extra())
     engine.log_final()
     if error is not None and not isinstance(error, Exception):
         raise error

@@ -73,12 +73,12 @@ class ConveyorFuture(Generic[R]):
 
         self.set_state(Crashed(data=error, message=f"Task run could not be executed: {error}"))
 
-    def set_cancelled(self) -> None:
+    def set_cancelled(
+        self, message: str = "Task run was cancelled before it started: its flow ended."
+    ) -> None:
         from conveyor.schemas.states import Cancelled
 
-        self.set_state(
-            Cancelled(message="Task run was cancelled before it started: its flow ended.")
-        )
+        self.set_state(Cancelled(message=message))
 
     # -- consumer side ----------------------------------------------------------------
     def done(self) -> bool:

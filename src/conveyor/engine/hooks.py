@@ -8,13 +8,17 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 logger = logging.getLogger("conveyor.hooks")
+_HOOK_FAILED = "Hook %r raised an error; the run's state is unchanged."
 
 
 def _hook_name(hook: Callable[..., Any]) -> str:
     return getattr(hook, "__name__", repr(hook))
 
 
-def run_hooks_sync(hooks: Iterable[Callable[..., Any]], args: tuple[Any, ...]) -> None:
+def run_hooks_sync(
+    hooks: Iterable[Callable[..., Any]], args: tuple[Any, ...], extra: dict[str, Any]
+) -> None:
+    """Call each hook with ``args``; ``extra`` (the run's ids) goes on any error record."""
     from conveyor.engine.runtime import run_coro_sync
 
     for hook in hooks:
@@ -23,21 +27,19 @@ def run_hooks_sync(hooks: Iterable[Callable[..., Any]], args: tuple[Any, ...]) -
             if inspect.isawaitable(result):
                 run_coro_sync(_await(result))
         except Exception:
-            logger.exception(
-                "Hook %r raised an error; the run's state is unchanged.", _hook_name(hook)
-            )
+            logger.exception(_HOOK_FAILED, _hook_name(hook), extra=extra)
 
 
-async def run_hooks_async(hooks: Iterable[Callable[..., Any]], args: tuple[Any, ...]) -> None:
+async def run_hooks_async(
+    hooks: Iterable[Callable[..., Any]], args: tuple[Any, ...], extra: dict[str, Any]
+) -> None:
     for hook in hooks:
         try:
             result = hook(*args)
             if inspect.isawaitable(result):
                 await result
         except Exception:
-            logger.exception(
-                "Hook %r raised an error; the run's state is unchanged.", _hook_name(hook)
-            )
+            logger.exception(_HOOK_FAILED, _hook_name(hook), extra=extra)
 
 
 async def _await(awaitable: Any) -> Any:

@@ -310,7 +310,7 @@ class TaskRunEngine:
                 self.run_count,
                 self.task.retries,
                 delay,
-                extra=self._log_extra(),
+                extra=self.log_extra(),
             )
             when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=delay)
             self.set_state(AwaitingRetry(scheduled_time=when, message=state.message))
@@ -328,7 +328,7 @@ class TaskRunEngine:
             logger.exception(
                 "retry_condition_fn of task %r raised; not retrying.",
                 self.task.name,
-                extra=self._log_extra(),
+                extra=self.log_extra(),
             )
             return False
 
@@ -351,17 +351,17 @@ class TaskRunEngine:
         state = self.state
         if state.type is StateType.COMPLETED:
             if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("Finished in state %r", state, extra=self._log_extra())
+                logger.debug("Finished in state %r", state, extra=self.log_extra())
         else:
             exc = state.data if isinstance(state.data, BaseException) else None
             logger.error(
                 "Finished in state %r",
                 state,
                 exc_info=exc if state.name not in ("UpstreamFailed", "TimedOut") else None,
-                extra=self._log_extra(),
+                extra=self.log_extra(),
             )
 
-    def _log_extra(self) -> dict[str, Any]:
+    def log_extra(self) -> dict[str, Any]:
         return {
             "flow_run_id": self.env.flow_run_id,
             "flow_run_name": self.env.flow_run_name,
@@ -387,7 +387,9 @@ def drive_sync(engine: TaskRunEngine) -> State:
     while state is None:
         engine.begin_attempt()
         if "on_running" in task.hooks:
-            run_hooks_sync(task.hooks["on_running"], (task, engine.task_run, engine.state))
+            run_hooks_sync(
+                task.hooks["on_running"], (task, engine.task_run, engine.state), engine.log_extra()
+            )
         error: BaseException | None = None
         tokens = engine.enter()
         try:
@@ -423,7 +425,7 @@ def drive_sync(engine: TaskRunEngine) -> State:
 def _finish_sync(engine: TaskRunEngine) -> None:
     hooks = engine.hooks_to_run()
     if hooks:
-        run_hooks_sync(hooks, (engine.task, engine.task_run, engine.state))
+        run_hooks_sync(hooks, (engine.task, engine.task_run, engine.state), engine.log_extra())
     engine.log_final()
 
 
@@ -435,7 +437,9 @@ async def drive_async(engine: TaskRunEngine) -> State:
     while state is None:
         engine.begin_attempt()
         if "on_running" in task.hooks:
-            await run_hooks_async(task.hooks["on_running"], (task, engine.task_run, engine.state))
+            await run_hooks_async(
+                task.hooks["on_running"], (task, engine.task_run, engine.state), engine.log_extra()
+            )
         error: BaseException | None = None
         tokens = engine.enter()
         try:
@@ -470,5 +474,7 @@ async def drive_async(engine: TaskRunEngine) -> State:
 async def _finish_async(engine: TaskRunEngine) -> None:
     hooks = engine.hooks_to_run()
     if hooks:
-        await run_hooks_async(hooks, (engine.task, engine.task_run, engine.state))
+        await run_hooks_async(
+            hooks, (engine.task, engine.task_run, engine.state), engine.log_extra()
+        )
     engine.log_final()

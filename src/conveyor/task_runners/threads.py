@@ -103,7 +103,7 @@ class ThreadPoolTaskRunner(TaskRunner):
 
         def finished(task: asyncio.Task[Any]) -> None:
             if task.cancelled():
-                future.set_cancelled()
+                future.set_cancelled("Task run was cancelled.")
             elif task.exception() is not None:
                 future.set_runner_error(task.exception())  # type: ignore[arg-type]
             else:
