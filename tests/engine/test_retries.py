@@ -13,7 +13,7 @@ import pytest
 
 from conveyor import Flow, State, Task, exponential_backoff, flow, get_run_context, task
 from conveyor.client import MemoryTransport
-from conveyor.engine import flow_engine, task_engine
+from conveyor.engine import effects
 from conveyor.engine.context import FlowRunContext, TaskRunContext
 from conveyor.engine.options import delay_for_attempt
 from conveyor.exceptions import ConfigurationError
@@ -32,8 +32,7 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
     """Record the engine's retry sleeps instead of sleeping, so long delays cost nothing."""
     slept: list[float] = []
     fake_time = types.SimpleNamespace(sleep=slept.append)
-    monkeypatch.setattr(task_engine, "time", fake_time)
-    monkeypatch.setattr(flow_engine, "time", fake_time)
+    monkeypatch.setattr(effects, "time", fake_time)
     yield slept
 
 

@@ -17,7 +17,6 @@ import asyncio
 import dataclasses
 import datetime
 import logging
-import time
 import uuid
 from typing import Any
 
@@ -32,14 +31,13 @@ from conveyor.engine.context import (
     flow_run_context,
     task_run_context,
 )
+from conveyor.engine.effects import Call, RunHooks, Sleep, Steps, perform_async, perform_sync
 from conveyor.engine.flows import Flow
 from conveyor.engine.futures import ConveyorFuture
-from conveyor.engine.hooks import run_hooks_async, run_hooks_sync
 from conveyor.engine.inputs import iter_leaves, walk
 from conveyor.engine.names import generate_run_name
 from conveyor.engine.options import delay_for_attempt
 from conveyor.engine.run_logging import configure_logging
-from conveyor.engine.timeouts import call_async_with_timeout, call_sync_with_timeout
 from conveyor.exceptions import ConfigurationError, FlowRunTimeoutError
 from conveyor.schemas.runs import FlowRun
 from conveyor.schemas.states import (
@@ -336,105 +334,39 @@ def _first_exception(states: list[State]) -> Any:
     return states[0].data if states else None
 
 
-# -- drivers ------------------------------------------------------------------------------
-def drive_flow_sync(engine: FlowRunEngine) -> State:
+# -- the run, once, as steps for either driver (see effects.py) ----------------------------
+def flow_run_steps(engine: FlowRunEngine) -> Steps:
     flow = engine.flow
     engine.start()
     state: State | None = None
     while state is None:
         engine.begin_attempt()
         if "on_running" in flow.hooks:
-            run_hooks_sync(
-                flow.hooks["on_running"], (flow, engine.flow_run, engine.state), engine.log_extra()
-            )
+            hook_args = (flow, engine.flow_run, engine.state)
+            yield RunHooks(flow.hooks["on_running"], hook_args, engine.log_extra())
         error: BaseException | None = None
         value: Any = None
         tokens = engine.enter()
         try:
             args, kwargs = flow.signature.call_args(engine.parameters)
-            if flow.isasync:
-                value = runtime.run_coro_sync(
-                    call_async_with_timeout(
-                        flow.fn,
-                        args,
-                        kwargs,
-                        flow.timeout_seconds,
-                        engine.flow_run.name,
-                        FlowRunTimeoutError,
-                    )
-                )
-            else:
-                value = call_sync_with_timeout(
-                    flow.fn,
-                    args,
-                    kwargs,
-                    flow.timeout_seconds,
-                    engine.flow_run.name,
-                    FlowRunTimeoutError,
-                )
-        except BaseException as exc:  # noqa: BLE001 - every outcome is recorded as a state
-            error = exc
-        finally:
-            engine.exit(tokens, error)
-        state = engine.succeed(value) if error is None else engine.fail(error)
-        if state is None:
-            if engine.retry_delay > 0:
-                time.sleep(engine.retry_delay)
-            continue
-    hooks = engine.hooks_to_run()
-    if hooks:
-        run_hooks_sync(hooks, (flow, engine.flow_run, state), engine.log_extra())
-    engine.log_final()
-    if error is not None and not isinstance(error, Exception):
-        raise error
-    return state
-
-
-async def drive_flow_async(engine: FlowRunEngine) -> State:
-    flow = engine.flow
-    engine.start()
-    state: State | None = None
-    while state is None:
-        engine.begin_attempt()
-        if "on_running" in flow.hooks:
-            await run_hooks_async(
-                flow.hooks["on_running"], (flow, engine.flow_run, engine.state), engine.log_extra()
+            value = yield Call(
+                flow.fn,
+                args,
+                kwargs,
+                flow.timeout_seconds,
+                engine.flow_run.name,
+                FlowRunTimeoutError,
             )
-        error: BaseException | None = None
-        value: Any = None
-        tokens = engine.enter()
-        try:
-            args, kwargs = flow.signature.call_args(engine.parameters)
-            if flow.isasync:
-                value = await call_async_with_timeout(
-                    flow.fn,
-                    args,
-                    kwargs,
-                    flow.timeout_seconds,
-                    engine.flow_run.name,
-                    FlowRunTimeoutError,
-                )
-            else:
-                value = call_sync_with_timeout(
-                    flow.fn,
-                    args,
-                    kwargs,
-                    flow.timeout_seconds,
-                    engine.flow_run.name,
-                    FlowRunTimeoutError,
-                )
         except BaseException as exc:  # noqa: BLE001 - every outcome is recorded as a state
             error = exc
         finally:
             engine.exit(tokens, error)
         state = engine.succeed(value) if error is None else engine.fail(error)
-        if state is None:
-            if engine.retry_delay > 0:
-                await asyncio.sleep(engine.retry_delay)
-            continue
+        if state is None and engine.retry_delay > 0:
+            yield Sleep(engine.retry_delay)
     hooks = engine.hooks_to_run()
     if hooks:
-        await run_hooks_async(hooks, (flow, engine.flow_run, state), engine.log_extra())
+        yield RunHooks(hooks, (flow, engine.flow_run, state), engine.log_extra())
     engine.log_final()
     if error is not None and not isinstance(error, Exception):
         raise error
@@ -448,12 +380,12 @@ def run_flow(flow: Flow[..., Any], parameters: dict[str, Any], *, return_state: 
     if flow.isasync and runtime.caller_wants_awaitable():
         return _run_async_returning(engine, return_state)
     if flow.isasync:
-        state = runtime.run_coro_sync(drive_flow_async(engine))
+        state = runtime.run_coro_sync(perform_async(flow_run_steps(engine)))
     else:
-        state = drive_flow_sync(engine)
+        state = perform_sync(flow_run_steps(engine))
     return state if return_state else state.result()
 
 
 async def _run_async_returning(engine: FlowRunEngine, return_state: bool) -> Any:
-    state = await drive_flow_async(engine)
+    state = await perform_async(flow_run_steps(engine))
     return state if return_state else state.result()

@@ -75,14 +75,16 @@ class TaskCall:
         return replace(self, parameters=parameters, wait_for=wait_for)
 
     def run_sync(self, recorder: RunRecorder) -> State:
-        from conveyor.engine.task_engine import TaskRunEngine, drive_sync
+        from conveyor.engine.effects import perform_sync
+        from conveyor.engine.task_engine import TaskRunEngine, task_run_steps
 
-        return drive_sync(TaskRunEngine(self, recorder))
+        return perform_sync(task_run_steps(TaskRunEngine(self, recorder)))
 
     async def run_async(self, recorder: RunRecorder) -> State:
-        from conveyor.engine.task_engine import TaskRunEngine, drive_async
+        from conveyor.engine.effects import perform_async
+        from conveyor.engine.task_engine import TaskRunEngine, task_run_steps
 
-        return await drive_async(TaskRunEngine(self, recorder))
+        return await perform_async(task_run_steps(TaskRunEngine(self, recorder)))
 
 
 @dataclass(frozen=True)

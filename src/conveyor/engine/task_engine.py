@@ -1,8 +1,8 @@
 """Running one task run: the state machine, and the sync and async drivers around it.
 
-``TaskRunEngine`` holds every decision (inputs, caching, retries, results, hooks); the
-two drivers only call the function and sleep, one with ``await`` and one without, so
-there is a single copy of the logic.
+``TaskRunEngine`` holds every decision (inputs, caching, retries, results, hooks);
+``task_run_steps`` strings them together once, and ``effects.perform_sync`` or
+``perform_async`` drives it from sync or async code.
 """
 
 from __future__ import annotations
@@ -10,19 +10,17 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-import time
 import uuid
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from conveyor.client.recorder import RunRecorder
-from conveyor.engine import runtime
 from conveyor.engine.context import TaskRunContext, _log_prints, task_run_context
+from conveyor.engine.effects import Call, Effect, RunHooks, Sleep, Steps, WaitFor
 from conveyor.engine.futures import ConveyorFuture
-from conveyor.engine.hooks import run_hooks_async, run_hooks_sync
 from conveyor.engine.inputs import iter_leaves, walk
 from conveyor.engine.options import delay_for_attempt
 from conveyor.engine.task_call import UpstreamPlaceholder
-from conveyor.engine.timeouts import call_async_with_timeout, call_sync_with_timeout
 from conveyor.exceptions import ConfigurationError, TaskRunTimeoutError, UpstreamTaskError
 from conveyor.schemas.runs import TaskRun, TaskRunInput, TaskRunStateRecord
 from conveyor.schemas.states import (
@@ -378,31 +376,25 @@ def _run_id_of(value: Any) -> uuid.UUID | None:
     return None
 
 
-# -- drivers ------------------------------------------------------------------------------
-def drive_sync(engine: TaskRunEngine) -> State:
-    for future in engine.call.upstream_futures():
-        future.wait()
-    state = engine.prepare()
+# -- the run, once, as steps for either driver (see effects.py) ----------------------------
+def task_run_steps(engine: TaskRunEngine) -> Steps:
     task = engine.task
+    upstream = engine.call.upstream_futures()
+    if upstream:
+        yield WaitFor(upstream)
+    state = engine.prepare()
     while state is None:
         engine.begin_attempt()
         if "on_running" in task.hooks:
-            run_hooks_sync(
-                task.hooks["on_running"], (task, engine.task_run, engine.state), engine.log_extra()
-            )
+            hook_args = (task, engine.task_run, engine.state)
+            yield RunHooks(task.hooks["on_running"], hook_args, engine.log_extra())
         error: BaseException | None = None
         tokens = engine.enter()
         try:
             args, kwargs = engine.call_args()
-            if task.isasync:
-                coro = call_async_with_timeout(
-                    task.fn, args, kwargs, task.timeout_seconds, engine.name
-                )
-                value = runtime.run_coro_sync(coro)
-            else:
-                value = call_sync_with_timeout(
-                    task.fn, args, kwargs, task.timeout_seconds, engine.name
-                )
+            value = yield Call(
+                task.fn, args, kwargs, task.timeout_seconds, engine.name, TaskRunTimeoutError
+            )
         except BaseException as exc:  # noqa: BLE001 - every outcome is recorded as a state
             error = exc
         finally:
@@ -414,67 +406,16 @@ def drive_sync(engine: TaskRunEngine) -> State:
         if delay is None:
             state = engine.state
             if not isinstance(error, Exception):
-                _finish_sync(engine)
+                yield from _finish(engine)
                 raise error
         elif delay > 0:
-            time.sleep(delay)
-    _finish_sync(engine)
+            yield Sleep(delay)
+    yield from _finish(engine)
     return state
 
 
-def _finish_sync(engine: TaskRunEngine) -> None:
+def _finish(engine: TaskRunEngine) -> Generator[Effect, Any, None]:
     hooks = engine.hooks_to_run()
     if hooks:
-        run_hooks_sync(hooks, (engine.task, engine.task_run, engine.state), engine.log_extra())
-    engine.log_final()
-
-
-async def drive_async(engine: TaskRunEngine) -> State:
-    for future in engine.call.upstream_futures():
-        await future.wait_async()
-    state = engine.prepare()
-    task = engine.task
-    while state is None:
-        engine.begin_attempt()
-        if "on_running" in task.hooks:
-            await run_hooks_async(
-                task.hooks["on_running"], (task, engine.task_run, engine.state), engine.log_extra()
-            )
-        error: BaseException | None = None
-        tokens = engine.enter()
-        try:
-            args, kwargs = engine.call_args()
-            if task.isasync:
-                value = await call_async_with_timeout(
-                    task.fn, args, kwargs, task.timeout_seconds, engine.name
-                )
-            else:
-                value = call_sync_with_timeout(
-                    task.fn, args, kwargs, task.timeout_seconds, engine.name
-                )
-        except BaseException as exc:  # noqa: BLE001 - every outcome is recorded as a state
-            error = exc
-        finally:
-            engine.exit(tokens)
-        if error is None:
-            state = engine.succeed(value)
-            continue
-        delay = engine.fail(error)
-        if delay is None:
-            state = engine.state
-            if not isinstance(error, Exception):
-                await _finish_async(engine)
-                raise error
-        elif delay > 0:
-            await asyncio.sleep(delay)
-    await _finish_async(engine)
-    return state
-
-
-async def _finish_async(engine: TaskRunEngine) -> None:
-    hooks = engine.hooks_to_run()
-    if hooks:
-        await run_hooks_async(
-            hooks, (engine.task, engine.task_run, engine.state), engine.log_extra()
-        )
+        yield RunHooks(hooks, (engine.task, engine.task_run, engine.state), engine.log_extra())
     engine.log_final()
