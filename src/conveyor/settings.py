@@ -9,6 +9,7 @@ from pathlib import Path
 from conveyor.exceptions import ConfigurationError
 
 LOGGING_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+BACKENDS = ("auto", "none")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -28,6 +29,11 @@ def env_errors() -> list[str]:
         errors.append(
             f"CONVEYOR_LOGGING_LEVEL={level!r} is not a logging level; "
             f"use one of {', '.join(LOGGING_LEVELS)}."
+        )
+    backend = (os.environ.get("CONVEYOR_BACKEND") or "auto").strip().lower()
+    if backend not in BACKENDS:
+        errors.append(
+            f"CONVEYOR_BACKEND={backend!r} is not a backend; use one of {', '.join(BACKENDS)}."
         )
     flag = (os.environ.get("CONVEYOR_PERSIST_RESULTS") or "").strip().lower()
     if flag and flag not in _TRUE + _FALSE:
@@ -49,6 +55,11 @@ class Settings:
     """Default result store URL; None means ``<home>/storage``."""
     persist_results: bool = False
     result_serializer: str = "cloudpickle"
+    database_url: str | None = None
+    """SQLAlchemy async URL; None means SQLite at ``<home>/conveyor.db``."""
+    backend: str = "auto"
+    """Where runs are recorded: ``auto`` (the server at ``api_url`` if set, otherwise the
+    local database, embedded) or ``none`` (nothing is recorded, e.g. in unit tests)."""
 
     @classmethod
     def from_env(cls, strict: bool = True) -> Settings:
@@ -64,7 +75,13 @@ class Settings:
             result_storage=os.environ.get("CONVEYOR_RESULT_STORAGE") or None,
             persist_results=_env_bool("CONVEYOR_PERSIST_RESULTS", False),
             result_serializer=os.environ.get("CONVEYOR_RESULT_SERIALIZER") or "cloudpickle",
+            database_url=os.environ.get("CONVEYOR_DATABASE_URL") or None,
+            backend=(os.environ.get("CONVEYOR_BACKEND") or "auto").strip().lower(),
         )
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.home / 'conveyor.db'}"
 
     @property
     def default_result_storage(self) -> str:

@@ -95,8 +95,10 @@ def test_import_conveyor_loads_no_heavy_modules() -> None:
 
 
 def test_running_a_flow_loads_no_server_or_cluster_modules() -> None:
+    # With no backend; the embedded backend runs the server in-process by design.
     out = python(
-        "import sys\n"
+        "import os, sys\n"
+        "os.environ['CONVEYOR_BACKEND'] = 'none'\n"
         "from conveyor import flow, task\n"
         "@task\n"
         "def t(x: int) -> int:\n"

@@ -37,7 +37,9 @@ def conveyor_home(
         if name.startswith("CONVEYOR_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("CONVEYOR_HOME", str(home))
-    with runtime.use_settings(Settings(home=home)):
+    # Engine behaviour is tested without a backend; recording has tests of its own.
+    monkeypatch.setenv("CONVEYOR_BACKEND", "none")
+    with runtime.use_settings(Settings(home=home, backend="none")):
         yield home
 
 

@@ -32,6 +32,21 @@ config_app = typer.Typer(
 )
 app.add_typer(config_app, name="config")
 
+
+def _register_subcommands() -> None:
+    # Each group's module imports only typer at the top, so --help stays fast.
+    from conveyor.cli.database import database_app
+    from conveyor.cli.runs import flow_run_app, task_run_app
+    from conveyor.cli.server import server_app
+
+    app.add_typer(server_app, name="server")
+    app.add_typer(database_app, name="database")
+    app.add_typer(flow_run_app, name="flow-run")
+    app.add_typer(task_run_app, name="task-run")
+
+
+_register_subcommands()
+
 # Each setting, the environment variable it is read from (see conveyor.settings.Settings).
 SETTING_ENV_VARS: dict[str, str] = {
     "home": "CONVEYOR_HOME",
@@ -40,6 +55,8 @@ SETTING_ENV_VARS: dict[str, str] = {
     "result_storage": "CONVEYOR_RESULT_STORAGE",
     "persist_results": "CONVEYOR_PERSIST_RESULTS",
     "result_serializer": "CONVEYOR_RESULT_SERIALIZER",
+    "database_url": "CONVEYOR_DATABASE_URL",
+    "backend": "CONVEYOR_BACKEND",
 }
 
 _BUILTIN_SERIALIZERS = ("cloudpickle", "json", "pickle")

@@ -16,8 +16,8 @@ class NullRecorder:
 
     enabled = False
 
-    def create_flow_run(self, flow_run: FlowRun) -> None:
-        return None
+    def create_flow_run(self, flow_run: FlowRun, state: State) -> State:
+        return state
 
     def propose_flow_run_state(self, flow_run_id: uuid.UUID, state: State) -> State:
         return state

@@ -48,7 +48,9 @@ class Batch:
 class Transport(Protocol):
     """Where records go. Called from the engine (flow runs) and the flusher (batches)."""
 
-    def create_flow_run(self, flow_run: FlowRun) -> None: ...
+    def create_flow_run(self, flow_run: FlowRun, state: State) -> State:
+        """Create the run in its first state; returns the state the backend recorded."""
+        ...
 
     def propose_flow_run_state(self, flow_run_id: uuid.UUID, state: State) -> State: ...
 
@@ -62,7 +64,9 @@ class RunRecorder(Protocol):
 
     enabled: bool
 
-    def create_flow_run(self, flow_run: FlowRun) -> None: ...
+    def create_flow_run(self, flow_run: FlowRun, state: State) -> State:
+        """Create the run in its first state; returns the state the backend recorded."""
+        ...
 
     def propose_flow_run_state(self, flow_run_id: uuid.UUID, state: State) -> State: ...
 
@@ -81,7 +85,7 @@ class CollectingRecorder:
     def __init__(self) -> None:
         self.events: list[Event] = []
 
-    def create_flow_run(self, flow_run: FlowRun) -> None:
+    def create_flow_run(self, flow_run: FlowRun, state: State) -> State:
         raise NotImplementedError("flow runs are not created inside task-runner workers")
 
     def propose_flow_run_state(self, flow_run_id: uuid.UUID, state: State) -> State:
@@ -109,10 +113,11 @@ class MemoryTransport:
         self.batches = 0
         self._lock = threading.Lock()
 
-    def create_flow_run(self, flow_run: FlowRun) -> None:
+    def create_flow_run(self, flow_run: FlowRun, state: State) -> State:
         with self._lock:
             self.flow_runs[flow_run.id] = flow_run
-            self.flow_run_states.setdefault(flow_run.id, [])
+            self.flow_run_states.setdefault(flow_run.id, []).append(state)
+        return state
 
     def propose_flow_run_state(self, flow_run_id: uuid.UUID, state: State) -> State:
         with self._lock:
@@ -175,8 +180,8 @@ class Recorder:
         _live_recorders.add(self)
 
     # -- engine side ------------------------------------------------------------------
-    def create_flow_run(self, flow_run: FlowRun) -> None:
-        self.transport.create_flow_run(flow_run)
+    def create_flow_run(self, flow_run: FlowRun, state: State) -> State:
+        return self.transport.create_flow_run(flow_run, state)
 
     def propose_flow_run_state(self, flow_run_id: uuid.UUID, state: State) -> State:
         return self.transport.propose_flow_run_state(flow_run_id, state)

@@ -141,8 +141,9 @@ class FlowRunEngine:
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> None:
         configure_logging(self.environment.settings.logging_level)
-        self.recorder.create_flow_run(self.flow_run)
-        self.propose(Pending())
+        pending = Pending()
+        pending.state_details.flow_run_id = self.flow_run.id
+        self.state = self.recorder.create_flow_run(self.flow_run, pending)
         logger.info(
             "Beginning flow run %r for flow %r",
             self.flow_run.name,

@@ -26,6 +26,8 @@ T = TypeVar("T")
 _lock = threading.Lock()
 _settings: Settings | None = None
 _recorder: RunRecorder | None = None
+_recorder_settings: Settings | None = None
+_override: RunRecorder | None = None
 _standalone_keys = itertools.count()
 _thread_loops = threading.local()
 
@@ -40,31 +42,48 @@ def get_settings() -> Settings:
 
 
 def get_recorder() -> RunRecorder:
-    """Where runs are recorded. No backend until one is configured (issue: server)."""
-    global _recorder
-    if _recorder is None:
+    """Where runs are recorded: the server at ``CONVEYOR_API_URL`` when it is set, else
+    the local database (embedded); nowhere with ``CONVEYOR_BACKEND=none``."""
+    global _recorder, _recorder_settings
+    if _override is not None:
+        return _override
+    settings = get_settings()
+    recorder = _recorder
+    if recorder is None or _recorder_settings is not settings:
         with _lock:
-            if _recorder is None:
-                _recorder = NullRecorder()
-    return _recorder
+            if _recorder is None or _recorder_settings is not settings:
+                # Settings changed (use_settings): runs go where the new ones say.
+                _recorder, _recorder_settings = _make_recorder(settings), settings
+            recorder = _recorder
+    return recorder
+
+
+def _make_recorder(settings: Settings) -> RunRecorder:
+    if settings.backend == "none":
+        return NullRecorder()
+    from conveyor.client.recorder import Recorder
+    from conveyor.client.transport import ApiTransport
+
+    return Recorder(ApiTransport(settings))
 
 
 def set_recorder(recorder: RunRecorder | None) -> None:
-    global _recorder
-    _recorder = recorder
+    """Record every run with ``recorder`` from now on (None: back to the settings)."""
+    global _override
+    _override = recorder
 
 
 @contextlib.contextmanager
 def use_recorder(recorder: RunRecorder) -> Iterator[RunRecorder]:
     """Record runs started inside the block with ``recorder`` (tests, embedding)."""
-    global _recorder
-    previous = _recorder
-    _recorder = recorder
+    global _override
+    previous = _override
+    _override = recorder
     try:
         yield recorder
     finally:
         recorder.flush()
-        _recorder = previous
+        _override = previous
 
 
 @contextlib.contextmanager
@@ -80,9 +99,10 @@ def use_settings(settings: Settings) -> Iterator[Settings]:
 
 def reset() -> None:
     """Forget cached settings and recorder so the next run reads the environment again."""
-    global _settings, _recorder
+    global _settings, _recorder, _override
     _settings = None
     _recorder = None
+    _override = None
 
 
 def standalone_environment() -> RunEnvironment:

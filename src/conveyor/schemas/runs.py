@@ -6,7 +6,7 @@ import datetime
 import uuid
 from typing import Any
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from conveyor.schemas.base import ConveyorModel
 from conveyor.schemas.states import State
@@ -33,22 +33,23 @@ class FlowRun(ConveyorModel):
 
 
 class TaskRun(ConveyorModel):
+    # The bounds are the server's column sizes: a record that breaks them is refused by name.
     id: uuid.UUID
-    name: str
-    task_key: str
+    name: str = Field(max_length=255)
+    task_key: str = Field(max_length=1000)
     flow_run_id: uuid.UUID | None = None
-    task_version: str | None = None
+    task_version: str | None = Field(default=None, max_length=255)
     tags: list[str] = Field(default_factory=list)
-    dynamic_key: str
-    map_index: int | None = None
+    dynamic_key: str = Field(max_length=255)
+    map_index: int | None = Field(default=None, ge=0, le=2**31 - 1)
     task_inputs: list[TaskRunInput] = Field(default_factory=list)
-    cache_key: str | None = None
-    created: datetime.datetime
+    cache_key: str | None = Field(default=None, max_length=1000)
+    created: AwareDatetime
 
 
 class TaskRunStateRecord(ConveyorModel):
     """One state of a task run; ``seq`` orders the states of one run."""
 
     task_run_id: uuid.UUID
-    seq: int
+    seq: int = Field(ge=0, le=2**31 - 1)
     state: State

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from conveyor.schemas.results import ResultRef
 
@@ -66,9 +66,10 @@ def _utcnow() -> datetime.datetime:
 class StateDetails:
     flow_run_id: uuid.UUID | None = None
     task_run_id: uuid.UUID | None = None
-    scheduled_time: datetime.datetime | None = None
+    # Aware datetimes only: a naive one is ambiguous, and the API refuses it by name.
+    scheduled_time: AwareDatetime | None = None
     cache_key: str | None = None
-    cache_expiration: datetime.datetime | None = None
+    cache_expiration: AwareDatetime | None = None
     run_count: int | None = None
     transition_id: uuid.UUID | None = None
 
@@ -95,7 +96,7 @@ class State:
     type: StateType
     name: str | None = None
     message: str | None = None
-    timestamp: datetime.datetime = dataclasses.field(default_factory=_utcnow)
+    timestamp: AwareDatetime = dataclasses.field(default_factory=_utcnow)
     state_details: StateDetails = dataclasses.field(default_factory=StateDetails)
     result_ref: ResultRef | None = None
     data: Annotated[Any, Field(exclude=True)] = UNSET

@@ -1,0 +1,50 @@
+"""``conveyor server start``: the API (and later the UI) over the configured database."""
+
+from __future__ import annotations
+
+import typer
+
+server_app = typer.Typer(help="Run the Conveyor server.", no_args_is_help=True)
+
+
+@server_app.command("start")
+def start(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; loopback unless told."),
+    port: int = typer.Option(4200, min=1, max=65535, help="Port to listen on."),
+    log_level: str = typer.Option("info", help="uvicorn log level."),
+) -> None:
+    """Start the server: the API under /api, its docs at /docs. Ctrl+C stops it."""
+    import socket
+
+    import uvicorn
+    from rich.console import Console
+
+    from conveyor.cli.main import fail
+    from conveyor.server.app import create_app
+    from conveyor.settings import Settings
+
+    settings = Settings.from_env()
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            fail(f"Cannot listen on {host}:{port} ({exc.strerror}); pick another --port.")
+    url = f"http://{host}:{port}"
+    console = Console(stderr=True, highlight=False)
+    console.print(f"Conveyor server on [bold]{url}[/bold]  (API {url}/api, docs {url}/docs)")
+    console.print(f"Database: {_masked(settings.effective_database_url)}")
+    console.print(f"Point flows at it with: export CONVEYOR_API_URL={url}/api")
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        access_log=False,
+    )
+
+
+def _masked(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

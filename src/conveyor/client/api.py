@@ -1,0 +1,182 @@
+"""``ConveyorClient``: the async client of the REST API.
+
+Retries connection errors, 5xx and 429 with exponential backoff: safe, because creating a
+run with a client-chosen id, proposing a state with a transition id and recording a batch
+are all idempotent on the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from conveyor.exceptions import ConveyorError
+from conveyor.schemas.api import (
+    FlowRead,
+    FlowRunCreate,
+    FlowRunFilter,
+    FlowRunRead,
+    LogFilter,
+    LogRead,
+    OrchestrationResult,
+    RecordBatch,
+    RecordBatchResult,
+    SetState,
+    StateRead,
+    TaskRunFilter,
+    TaskRunRead,
+    TaskRunStateRead,
+)
+from conveyor.schemas.states import State
+
+logger = logging.getLogger("conveyor.client")
+M = TypeVar("M", bound=BaseModel)
+
+RETRY_STATUS = frozenset({429, 502, 503, 504, 500})
+
+
+class ApiError(ConveyorError):
+    """The server answered with an error; ``status`` is the HTTP status code."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        self.status = status
+        self.detail = detail
+        super().__init__(f"{detail} (HTTP {status})")
+
+
+class ServerUnreachable(ConveyorError):
+    """The server could not be reached after all retries."""
+
+
+class ConveyorClient:
+    def __init__(
+        self,
+        api_url: str,
+        *,
+        timeout: float = 30.0,
+        retries: int = 5,
+        backoff: float = 0.2,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        if not self.api_url.endswith("/api"):
+            self.api_url += "/api"
+        self.retries = retries
+        self.backoff = backoff
+        self._http = httpx.AsyncClient(base_url=self.api_url, timeout=timeout, transport=transport)
+        self._on_close: list[Callable[[], Awaitable[None]]] = []
+
+    async def __aenter__(self) -> ConveyorClient:
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        for close in reversed(self._on_close):
+            await close()
+        self._on_close.clear()
+
+    def on_close(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run ``callback`` when the client closes (the embedded server's shutdown)."""
+        self._on_close.append(callback)
+
+    # -- transport ----------------------------------------------------------------------
+    async def request(self, method: str, path: str, body: BaseModel | None = None) -> Any:
+        content = body.model_dump_json(exclude_unset=False) if body is not None else None
+        headers = {"content-type": "application/json"} if content is not None else None
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            try:
+                response = await self._http.request(method, path, content=content, headers=headers)
+            except httpx.TransportError as exc:
+                if attempt == self.retries:
+                    raise ServerUnreachable(
+                        f"Cannot reach the Conveyor server at {self.api_url} ({exc}); "
+                        "start it with `conveyor server start` or check CONVEYOR_API_URL."
+                    ) from exc
+            else:
+                if response.status_code not in RETRY_STATUS or attempt == self.retries:
+                    return self._decode(response)
+                retry_after = response.headers.get("retry-after")
+                if retry_after and retry_after.isdigit():
+                    delay = max(delay, float(retry_after))
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, 10.0)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _decode(response: httpx.Response) -> Any:
+        if response.status_code == 204:
+            return None
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = {"detail": response.text[:500]}
+        if response.is_error:
+            detail = payload.get("detail") if isinstance(payload, dict) else None
+            raise ApiError(response.status_code, str(detail or response.reason_phrase))
+        return payload
+
+    # -- resources ----------------------------------------------------------------------
+    async def health(self) -> dict[str, str]:
+        result: dict[str, str] = await self.request("GET", "/health")
+        return result
+
+    async def read_flow(self, flow_id: uuid.UUID) -> FlowRead:
+        return FlowRead.model_validate(await self.request("GET", f"/flows/{flow_id}"))
+
+    async def create_flow_run(self, data: FlowRunCreate) -> FlowRunRead:
+        return FlowRunRead.model_validate(await self.request("POST", "/flow_runs/", data))
+
+    async def read_flow_run(self, flow_run_id: uuid.UUID) -> FlowRunRead:
+        return FlowRunRead.model_validate(await self.request("GET", f"/flow_runs/{flow_run_id}"))
+
+    async def filter_flow_runs(self, flt: FlowRunFilter | None = None) -> list[FlowRunRead]:
+        data = await self.request("POST", "/flow_runs/filter", flt or FlowRunFilter())
+        return _many(FlowRunRead, data)
+
+    async def set_flow_run_state(
+        self, flow_run_id: uuid.UUID, state: State, *, force: bool = False
+    ) -> OrchestrationResult:
+        body = SetState(state=state, force=force)
+        data = await self.request("POST", f"/flow_runs/{flow_run_id}/set_state", body)
+        return OrchestrationResult.model_validate(data)
+
+    async def read_flow_run_states(self, flow_run_id: uuid.UUID) -> list[StateRead]:
+        return _many(StateRead, await self.request("GET", f"/flow_runs/{flow_run_id}/states"))
+
+    async def delete_flow_run(self, flow_run_id: uuid.UUID) -> None:
+        await self.request("DELETE", f"/flow_runs/{flow_run_id}")
+
+    async def record(self, batch: RecordBatch) -> RecordBatchResult:
+        return RecordBatchResult.model_validate(await self.request("POST", "/records", batch))
+
+    async def read_task_run(self, task_run_id: uuid.UUID) -> TaskRunRead:
+        return TaskRunRead.model_validate(await self.request("GET", f"/task_runs/{task_run_id}"))
+
+    async def read_task_run_states(self, task_run_id: uuid.UUID) -> list[TaskRunStateRead]:
+        data = await self.request("GET", f"/task_runs/{task_run_id}/states")
+        return _many(TaskRunStateRead, data)
+
+    async def filter_task_runs(self, flt: TaskRunFilter | None = None) -> list[TaskRunRead]:
+        data = await self.request("POST", "/task_runs/filter", flt or TaskRunFilter())
+        return _many(TaskRunRead, data)
+
+    async def filter_logs(self, flt: LogFilter) -> list[LogRead]:
+        return _many(LogRead, await self.request("POST", "/logs/filter", flt))
+
+
+def _many(model: type[M], data: Sequence[Any]) -> list[M]:
+    return TypeAdapter(list[model]).validate_python(data)  # type: ignore[valid-type]

@@ -1,0 +1,135 @@
+"""The engine's transport to the backend: a server over HTTP, or the embedded one."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from conveyor.client.api import ApiError, ServerUnreachable
+from conveyor.client.embedded import connect
+from conveyor.client.portal import Portal
+from conveyor.client.recorder import Batch, Event
+from conveyor.exceptions import ConveyorError
+from conveyor.schemas.api import FlowRunCreate, OrchestrationStatus, RecordBatch
+from conveyor.schemas.runs import FlowRun
+from conveyor.schemas.states import State
+from conveyor.settings import Settings
+
+logger = logging.getLogger("conveyor.client")
+T = TypeVar("T")
+
+# A WAIT answer is followed; past this the run gives up rather than block forever.
+MAX_WAIT_SECONDS = 24 * 3600.0
+
+
+def _halves(batch: Batch) -> tuple[Batch, Batch]:
+    """Split in event order (task runs, then states, then logs): a state never travels
+    ahead of its task run."""
+    events: list[Event] = [*batch.task_runs, *batch.task_run_states, *batch.logs]
+    first, second = Batch(), Batch()
+    middle = len(events) // 2
+    for index, event in enumerate(events):
+        (first if index < middle else second).add(event)
+    return first, second
+
+
+class OrchestrationAborted(ConveyorError):
+    """The server refused a state change for good (e.g. the run was already finished)."""
+
+
+def jsonable_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
+    """Parameters as JSON the server can store; values it cannot encode become their repr."""
+    from pydantic_core import to_jsonable_python
+
+    return {k: to_jsonable_python(v, fallback=repr) for k, v in parameters.items()}
+
+
+class ApiTransport:
+    """Ships the engine's records through the REST API, from a private event loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._portal = Portal("conveyor-api")
+        self._client = self._portal.call(connect(settings))
+        self.api_url = self._client.api_url
+
+    def create_flow_run(self, flow_run: FlowRun, state: State) -> State:
+        data = FlowRunCreate(
+            id=flow_run.id,
+            flow_name=flow_run.flow_name,
+            name=flow_run.name,
+            flow_version=flow_run.flow_version,
+            parameters=jsonable_parameters(flow_run.parameters),
+            tags=flow_run.tags,
+            parent_flow_run_id=flow_run.parent_flow_run_id,
+            parent_task_run_id=flow_run.parent_task_run_id,
+            state=state,
+        )
+        self._until_reachable(lambda: self._client.create_flow_run(data), "creating the flow run")
+        return state
+
+    def propose_flow_run_state(self, flow_run_id: uuid.UUID, state: State) -> State:
+        waited = 0.0
+        while True:
+            result = self._until_reachable(
+                lambda: self._client.set_flow_run_state(flow_run_id, state),
+                f"recording state {state.name} of the flow run",
+            )
+            if result.status is OrchestrationStatus.ACCEPT:
+                return state
+            if result.status is OrchestrationStatus.REJECT and result.state is not None:
+                return result.state
+            if result.status is OrchestrationStatus.WAIT and waited < MAX_WAIT_SECONDS:
+                delay = max(result.delay_seconds or 0.0, 0.05)
+                logger.info("The server asks this run to wait %.1fs: %s", delay, result.reason)
+                time.sleep(delay)
+                waited += delay
+                continue
+            raise OrchestrationAborted(
+                f"The server refused state {state!r} for flow run {flow_run_id}: {result.reason}"
+            )
+
+    def _until_reachable(self, request: Callable[[], Coroutine[Any, Any, T]], what: str) -> T:
+        """Repeat a request while the server is unreachable: the run waits (and says so)
+        rather than fail, and catches up when the server is back. Safe because creating a
+        run and proposing a state are idempotent."""
+        delay = 1.0
+        warned_at = 0.0
+        while True:
+            try:
+                return self._portal.call(request())
+            except ServerUnreachable as exc:
+                now = time.monotonic()
+                if now - warned_at > 30:
+                    logger.warning("%s is delayed: %s Retrying.", what.capitalize(), exc)
+                    warned_at = now
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def send_batch(self, batch: Batch) -> None:
+        """Ship a batch. The recorder retries failures; but a batch the server refuses as
+        too large (413) or invalid (422) is split and sent in halves, so one bad record
+        costs only itself, and a record refused on its own (any 4xx) is dropped with an
+        error, because sending it again cannot succeed."""
+        body = RecordBatch(
+            task_runs=batch.task_runs, task_run_states=batch.task_run_states, logs=batch.logs
+        )
+        try:
+            self._portal.call(self._client.record(body))
+        except ApiError as exc:
+            if exc.status in (413, 422) and len(batch) > 1:
+                for half in _halves(batch):
+                    self.send_batch(half)
+                return
+            if 400 <= exc.status < 500 and exc.status not in (408, 429):
+                logger.error("The server refused %d run record(s): %s", len(batch), exc)
+                return
+            raise
+
+    def close(self) -> None:
+        try:
+            self._portal.call(self._client.aclose(), timeout=5)
+        finally:
+            self._portal.stop()

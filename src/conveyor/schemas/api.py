@@ -1,0 +1,266 @@
+"""Request and response bodies of the REST API (``/api``)."""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import json
+import math
+import uuid
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from conveyor.schemas.logs import LogRecordCreate
+from conveyor.schemas.runs import TaskRun, TaskRunStateRecord
+from conveyor.schemas.states import State, StateType
+
+MAX_PAGE = 200
+MAX_INT32 = 2**31 - 1
+MAX_RETRY_DELAY_SECONDS = 366 * 24 * 3600.0
+
+
+class Input(BaseModel):
+    """A request body: unknown fields are an error naming them, not silently dropped.
+
+    Values one backend cannot store are made storable the same way on both: NUL and lone
+    surrogates in strings become U+FFFD (PostgreSQL and UTF-8 refuse them), and NaN or
+    Infinity (not JSON; Python's parser accepts them) become null, as pydantic writes them.
+    So a log line or a parameter carrying one is recorded, not refused with a 500.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not _storable_as_is(data):
+            return _made_storable(data)
+        return data
+
+
+def _storable_as_is(data: dict[str, Any]) -> bool:
+    # One json.dumps (C speed) spots the rare bad value before any Python walk is paid for.
+    # Objects (a client building a body from models) are skipped: the server sees JSON.
+    try:
+        text = json.dumps(data, default=_skip, skipkeys=True, allow_nan=False, ensure_ascii=False)
+        text.encode()
+    except ValueError:  # NaN/Infinity, or a lone surrogate (UnicodeEncodeError)
+        return False
+    return "\\u0000" not in text
+
+
+def _skip(value: Any) -> None:
+    return None
+
+
+def _made_storable(value: Any) -> Any:
+    if isinstance(value, str):
+        value = value.replace("\x00", "\ufffd")
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            value = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in value)
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {_made_storable(k): _made_storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_made_storable(v) for v in value]
+    return value
+
+
+class Output(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# -- flows ------------------------------------------------------------------------------
+class FlowCreate(Input):
+    name: str = Field(min_length=1, max_length=255)
+    tags: list[str] = Field(default_factory=list)
+
+
+class FlowRead(Output):
+    id: uuid.UUID
+    name: str
+    tags: list[str]
+    created: datetime.datetime
+
+
+# -- flow runs --------------------------------------------------------------------------
+class FlowRunCreate(Input):
+    """A new flow run. ``id`` may be chosen by the client, which makes creation idempotent."""
+
+    id: uuid.UUID | None = None
+    flow_name: str = Field(min_length=1, max_length=255)
+    name: str = Field(min_length=1, max_length=255)
+    flow_version: str | None = Field(default=None, max_length=255)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    parent_flow_run_id: uuid.UUID | None = None
+    parent_task_run_id: uuid.UUID | None = None
+    retries: int = Field(default=0, ge=0, le=MAX_INT32)
+    retry_delay_seconds: float = Field(default=0.0, ge=0, le=MAX_RETRY_DELAY_SECONDS)
+    state: State | None = None
+    """The initial state; Pending when omitted."""
+
+
+class FlowRunRead(Output):
+    id: uuid.UUID
+    flow_id: uuid.UUID
+    flow_name: str | None = None
+    name: str
+    flow_version: str | None
+    parameters: dict[str, Any]
+    tags: list[str]
+    parent_flow_run_id: uuid.UUID | None
+    parent_task_run_id: uuid.UUID | None
+    deployment_id: uuid.UUID | None
+    retries: int
+    retry_delay_seconds: float
+    run_count: int
+    state_type: StateType | None
+    state_name: str | None
+    state_timestamp: datetime.datetime | None
+    expected_start_time: datetime.datetime | None
+    start_time: datetime.datetime | None
+    end_time: datetime.datetime | None
+    created: datetime.datetime
+    updated: datetime.datetime
+
+
+class SetState(Input):
+    state: State
+    force: bool = False
+    """Skip the orchestration rules (an operator's override); still recorded."""
+
+
+class OrchestrationStatus(str, enum.Enum):
+    ACCEPT = "ACCEPT"
+    REJECT = "REJECT"
+    WAIT = "WAIT"
+    ABORT = "ABORT"
+
+
+class OrchestrationResult(BaseModel):
+    """The server's answer to a proposed state.
+
+    ACCEPT: ``state`` is now the run's state. REJECT: the proposal was replaced and
+    ``state`` is what the run is now (e.g. AwaitingRetry instead of Failed). WAIT: try
+    again after ``delay_seconds``. ABORT: stop; the run cannot make this transition.
+    """
+
+    status: OrchestrationStatus
+    state: State | None = None
+    reason: str | None = None
+    delay_seconds: float | None = None
+
+
+class StateRead(Output):
+    id: uuid.UUID
+    type: StateType
+    name: str
+    message: str | None
+    timestamp: datetime.datetime
+    details: dict[str, Any]
+    result_ref: dict[str, Any] | None
+
+
+# -- task runs, logs --------------------------------------------------------------------
+class RecordBatch(Input):
+    """What the engine's batcher ships: idempotent, ordered per run by ``seq``."""
+
+    task_runs: list[TaskRun] = Field(default_factory=list)
+    task_run_states: list[TaskRunStateRecord] = Field(default_factory=list)
+    logs: list[LogRecordCreate] = Field(default_factory=list)
+
+
+class RecordBatchResult(BaseModel):
+    task_runs: int
+    task_run_states: int
+    logs: int
+
+
+class TaskRunRead(Output):
+    id: uuid.UUID
+    flow_run_id: uuid.UUID | None
+    name: str
+    task_key: str
+    task_version: str | None
+    dynamic_key: str
+    map_index: int | None
+    tags: list[str]
+    task_inputs: list[dict[str, Any]]
+    cache_key: str | None
+    state_type: StateType | None
+    state_name: str | None
+    state_timestamp: datetime.datetime | None
+    run_count: int
+    start_time: datetime.datetime | None
+    end_time: datetime.datetime | None
+    created: datetime.datetime
+
+
+class TaskRunStateRead(Output):
+    seq: int
+    type: StateType
+    name: str
+    message: str | None
+    timestamp: datetime.datetime
+    details: dict[str, Any]
+    result_ref: dict[str, Any] | None
+
+
+class LogRead(Output):
+    id: int
+    flow_run_id: uuid.UUID | None
+    task_run_id: uuid.UUID | None
+    name: str
+    level: int
+    message: str
+    timestamp: datetime.datetime
+
+
+# -- filters ----------------------------------------------------------------------------
+class FlowRunSort(str, enum.Enum):
+    CREATED_DESC = "CREATED_DESC"
+    CREATED_ASC = "CREATED_ASC"
+    EXPECTED_START_TIME_DESC = "EXPECTED_START_TIME_DESC"
+    NAME_ASC = "NAME_ASC"
+
+
+class FlowRunFilter(Input):
+    flow_id: list[uuid.UUID] | None = None
+    flow_name: list[str] | None = None
+    state_type: list[StateType] | None = None
+    state_name: list[str] | None = None
+    tags_all: list[str] | None = None
+    """Runs carrying every one of these tags."""
+    deployment_id: list[uuid.UUID] | None = None
+    parent_flow_run_id: uuid.UUID | None = None
+    created_after: AwareDatetime | None = None
+    created_before: AwareDatetime | None = None
+    sort: FlowRunSort = FlowRunSort.CREATED_DESC
+    limit: int = Field(default=50, ge=1, le=MAX_PAGE)
+    offset: int = Field(default=0, ge=0, le=1_000_000)
+
+
+class TaskRunFilter(Input):
+    flow_run_id: list[uuid.UUID] | None = None
+    state_type: list[StateType] | None = None
+    name_like: str | None = Field(default=None, max_length=255)
+    """Task runs whose name contains this text, ignoring case (no wildcards)."""
+    created_after: AwareDatetime | None = None
+    created_before: AwareDatetime | None = None
+    limit: int = Field(default=50, ge=1, le=MAX_PAGE)
+    offset: int = Field(default=0, ge=0, le=1_000_000)
+
+
+class LogFilter(Input):
+    flow_run_id: uuid.UUID | None = None
+    task_run_id: uuid.UUID | None = None
+    level_ge: int = Field(default=0, ge=0, le=100)
+    after_id: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    """Only logs newer than this id: how a follower tails new lines."""
+    limit: int = Field(default=200, ge=1, le=1000)

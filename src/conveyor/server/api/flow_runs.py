@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Response, status
+
+from conveyor.schemas.api import (
+    FlowRunCreate,
+    FlowRunFilter,
+    FlowRunRead,
+    OrchestrationResult,
+    SetState,
+    StateRead,
+)
+from conveyor.server.api.deps import get_database
+from conveyor.server.database import orm
+from conveyor.server.database.engine import Database
+from conveyor.server.models import flow_runs
+from conveyor.server.orchestration.policy import FlowRunNotFound, set_flow_run_state
+
+router = APIRouter(prefix="/flow_runs", tags=["flow runs"])
+DB = Annotated[Database, Depends(get_database)]
+
+
+def _read(run: orm.FlowRun, flow_name: str | None) -> FlowRunRead:
+    out = FlowRunRead.model_validate(run)
+    out.flow_name = flow_name
+    return out
+
+
+def _missing(flow_run_id: uuid.UUID) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"No flow run with id {flow_run_id}.")
+
+
+@router.post("/", response_model=FlowRunRead, status_code=status.HTTP_201_CREATED)
+async def create_flow_run(body: FlowRunCreate, database: DB, response: Response) -> FlowRunRead:
+    """Create a flow run. Repeating a request with the same ``id`` returns the same run."""
+    if body.parent_flow_run_id is not None:
+        async with database.read() as session:
+            if await flow_runs.read_flow_run(session, body.parent_flow_run_id) is None:
+                raise HTTPException(
+                    422,  # (the constant was renamed across Starlette versions)
+                    f"parent_flow_run_id: no flow run with id {body.parent_flow_run_id}.",
+                )
+    async with database.write() as session:
+        run, created = await flow_runs.create_flow_run(session, body)
+        if not created:
+            response.status_code = status.HTTP_200_OK
+        return _read(run, body.flow_name)
+
+
+@router.post("/filter", response_model=list[FlowRunRead])
+async def filter_flow_runs(body: FlowRunFilter, database: DB) -> list[FlowRunRead]:
+    async with database.read() as session:
+        return [_read(run, name) for run, name in await flow_runs.filter_flow_runs(session, body)]
+
+
+@router.get("/{flow_run_id}", response_model=FlowRunRead)
+async def read_flow_run(flow_run_id: uuid.UUID, database: DB) -> FlowRunRead:
+    async with database.read() as session:
+        run = await flow_runs.read_flow_run(session, flow_run_id)
+        if run is None:
+            raise _missing(flow_run_id)
+        return _read(run, await flow_runs.flow_name_of(session, run))
+
+
+@router.post("/{flow_run_id}/set_state", response_model=OrchestrationResult)
+async def set_state(flow_run_id: uuid.UUID, body: SetState, database: DB) -> OrchestrationResult:
+    """Propose a state; the answer says ACCEPT, REJECT, WAIT (with a delay) or ABORT."""
+    try:
+        async with database.write() as session:
+            return await set_flow_run_state(session, flow_run_id, body.state, force=body.force)
+    except FlowRunNotFound:
+        raise _missing(flow_run_id) from None
+
+
+@router.get("/{flow_run_id}/states", response_model=list[StateRead])
+async def read_states(flow_run_id: uuid.UUID, database: DB) -> list[StateRead]:
+    async with database.read() as session:
+        if await flow_runs.read_flow_run(session, flow_run_id) is None:
+            raise _missing(flow_run_id)
+        return [
+            StateRead.model_validate(s) for s in await flow_runs.read_states(session, flow_run_id)
+        ]
+
+
+@router.delete("/{flow_run_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_flow_run(flow_run_id: uuid.UUID, database: DB) -> Response:
+    async with database.write() as session:
+        if not await flow_runs.delete_flow_run(session, flow_run_id):
+            raise _missing(flow_run_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

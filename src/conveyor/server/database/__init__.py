@@ -1,0 +1,1 @@
+"""ORM tables, the async engine and sessions, and migrations (SQLite and PostgreSQL)."""

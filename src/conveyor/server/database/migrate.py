@@ -1,0 +1,154 @@
+"""Bring a database's tables to the current revision, or wipe and recreate them.
+
+Migrations run inside one transaction that holds a lock for its whole length, so any
+number of processes (servers starting together, the CLI, tests) may call ``upgrade`` at
+once: the first creates the tables, the others wait and then find nothing to do. Both
+dialects have transactional DDL, so a failed migration leaves nothing half-applied.
+
+* SQLite: the writer engine begins every transaction with ``BEGIN IMMEDIATE``, which takes
+  the database's write lock up front; others queue in SQLite's busy handler.
+* PostgreSQL: ``pg_advisory_xact_lock`` on a key derived from the schema, released at
+  commit or rollback, so a crashed migrator cannot leave the lock held.
+
+Within one process a second lock is needed as well: alembic keeps the running migration
+in module globals (``alembic.op``, ``alembic.context``), and ``run_sync`` lets two
+migrations on one event loop interleave at every query, even on different databases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import MetaData, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from conveyor.exceptions import ConveyorError
+from conveyor.server.database.engine import Database
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+# A thread lock rather than an asyncio.Lock: it must hold across event loops and threads.
+_ALEMBIC_LOCK = threading.Lock()
+_LOCK_POLL_SECONDS = 0.01
+
+
+class MigrationError(ConveyorError):
+    """The database cannot be migrated by this version of Conveyor."""
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """Alembic's configuration, built in code so the package needs no alembic.ini.
+
+    ``url`` is only for developers running alembic commands directly (see
+    ``migrations/env.py``); ``upgrade`` and ``reset`` hand over their own connection.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
+    if url is not None:
+        # The options go through ConfigParser interpolation, where "%" is special.
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def head_revision() -> str:
+    """The revision this version of Conveyor migrates to."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:  # pragma: no cover - the package always ships revisions
+        raise MigrationError(f"no migrations found in {MIGRATIONS}")
+    return head
+
+
+def _lock_key(schema: str) -> int:
+    """A stable signed 64-bit advisory lock key, one per schema (tests use many)."""
+    digest = hashlib.sha256(f"conveyor.migrate:{schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextlib.asynccontextmanager
+async def _alembic_lock() -> AsyncIterator[None]:
+    # Polling never blocks the event loop, and a waiter that is cancelled holds nothing.
+    while not _ALEMBIC_LOCK.acquire(blocking=False):
+        await asyncio.sleep(_LOCK_POLL_SECONDS)
+    try:
+        yield
+    finally:
+        _ALEMBIC_LOCK.release()
+
+
+@contextlib.asynccontextmanager
+async def _migration_transaction(database: Database) -> AsyncIterator[AsyncConnection]:
+    """A write transaction that holds the migration locks until it commits."""
+    # On SQLite, begin() here is the engine's BEGIN IMMEDIATE: the lock is the transaction.
+    async with _alembic_lock(), database.writer.begin() as connection:
+        if database.dialect == "postgresql":
+            schema = (await connection.execute(text("SELECT current_schema()"))).scalar()
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(str(schema))}
+            )
+        yield connection
+
+
+def _check_known(connection: Connection) -> None:
+    """Refuse, in words, a database last migrated by a newer Conveyor."""
+    current = MigrationContext.configure(connection).get_current_revision()
+    if current is None:
+        return
+    script = ScriptDirectory.from_config(alembic_config())
+    if current not in {rev.revision for rev in script.walk_revisions()}:
+        raise MigrationError(
+            f"the database is at revision {current!r}, which this version of Conveyor "
+            f"does not know (its newest is {head_revision()!r}); was it upgraded by a "
+            "newer Conveyor?"
+        )
+
+
+def _upgrade_on(connection: Connection) -> None:
+    _check_known(connection)
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _drop_everything(connection: Connection) -> None:
+    # Reflect rather than use orm.Base.metadata: tables a newer or older revision created,
+    # and alembic_version itself, must go too.
+    metadata = MetaData()
+    metadata.reflect(connection)
+    metadata.drop_all(connection)
+
+
+async def upgrade(database: Database) -> None:
+    """Migrate to the newest revision; a no-op when already there. Safe to run concurrently."""
+    async with _migration_transaction(database) as connection:
+        await connection.run_sync(_upgrade_on)
+
+
+async def reset(database: Database) -> None:
+    """Drop every table (data included), then migrate to the newest revision.
+
+    One transaction: a failure leaves the database as it was.
+    """
+    async with _migration_transaction(database) as connection:
+        await connection.run_sync(_drop_everything)
+        await connection.run_sync(_upgrade_on)
+
+
+def _revision_of(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def current_revision(database: Database) -> str | None:
+    """The revision the database is at; None for a database never migrated."""
+    async with database.reader.connect() as connection:
+        return await connection.run_sync(_revision_of)

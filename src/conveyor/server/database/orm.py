@@ -1,0 +1,177 @@
+"""The tables. Every list query the API offers is backed by one of the indexes here."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from conveyor.server.database.types import JSONColumn, Timestamp
+
+# Named constraints, so migrations can refer to them on both dialects.
+NAMING = {
+    "ix": "ix_%(table_name)s__%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s__%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s__%(column_0_name)s__%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Flow(Base):
+    __tablename__ = "flows"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    tags: Mapped[list[str]] = mapped_column(JSONColumn, default=list)
+    created: Mapped[datetime.datetime] = mapped_column(Timestamp, default=_utcnow)
+
+
+class FlowRun(Base):
+    __tablename__ = "flow_runs"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    flow_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("flows.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    flow_version: Mapped[str | None] = mapped_column(String(255))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSONColumn, default=dict)
+    tags: Mapped[list[str]] = mapped_column(JSONColumn, default=list)
+    parent_flow_run_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("flow_runs.id", ondelete="SET NULL")
+    )
+    parent_task_run_id: Mapped[uuid.UUID | None]
+    deployment_id: Mapped[uuid.UUID | None]
+    # Retries the server grants when the run proposes FAILED (what the flow was given).
+    retries: Mapped[int] = mapped_column(Integer, default=0)
+    retry_delay_seconds: Mapped[float] = mapped_column(default=0.0)
+    run_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The current state, denormalised so filters and lists never join the history.
+    state_type: Mapped[str | None] = mapped_column(String(20))
+    state_name: Mapped[str | None] = mapped_column(String(50))
+    state_timestamp: Mapped[datetime.datetime | None] = mapped_column(Timestamp)
+    state_id: Mapped[uuid.UUID | None]
+    expected_start_time: Mapped[datetime.datetime | None] = mapped_column(Timestamp)
+    start_time: Mapped[datetime.datetime | None] = mapped_column(Timestamp)
+    end_time: Mapped[datetime.datetime | None] = mapped_column(Timestamp)
+    created: Mapped[datetime.datetime] = mapped_column(Timestamp, default=_utcnow)
+    updated: Mapped[datetime.datetime] = mapped_column(Timestamp, default=_utcnow)
+
+    __table_args__ = (
+        Index(None, "flow_id", "created"),
+        Index(None, "state_type", "created"),
+        Index(None, "parent_flow_run_id"),
+        Index(None, "expected_start_time"),
+        Index(None, "created"),
+        Index(None, "deployment_id", "created"),
+    )
+
+
+class FlowRunState(Base):
+    __tablename__ = "flow_run_states"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    flow_run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("flow_runs.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(50))
+    message: Mapped[str | None] = mapped_column(Text)
+    timestamp: Mapped[datetime.datetime] = mapped_column(Timestamp)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONColumn, default=dict)
+    result_ref: Mapped[dict[str, Any] | None] = mapped_column(JSONColumn)
+    transition_id: Mapped[uuid.UUID | None]
+
+    __table_args__ = (
+        Index(None, "flow_run_id", "timestamp"),
+        # A repeated proposal (same transition id) must not record a second state.
+        UniqueConstraint("flow_run_id", "transition_id"),
+    )
+
+
+class TaskRun(Base):
+    __tablename__ = "task_runs"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    flow_run_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("flow_runs.id", ondelete="CASCADE")
+    )
+    name: Mapped[str] = mapped_column(String(255))
+    task_key: Mapped[str] = mapped_column(String(1000))
+    task_version: Mapped[str | None] = mapped_column(String(255))
+    dynamic_key: Mapped[str] = mapped_column(String(255))
+    map_index: Mapped[int | None]
+    tags: Mapped[list[str]] = mapped_column(JSONColumn, default=list)
+    task_inputs: Mapped[list[dict[str, Any]]] = mapped_column(JSONColumn, default=list)
+    cache_key: Mapped[str | None] = mapped_column(String(1000))
+    state_type: Mapped[str | None] = mapped_column(String(20))
+    state_name: Mapped[str | None] = mapped_column(String(50))
+    state_timestamp: Mapped[datetime.datetime | None] = mapped_column(Timestamp)
+    # The highest state seq applied: a late or repeated batch never moves it back.
+    state_seq: Mapped[int] = mapped_column(Integer, default=0)
+    run_count: Mapped[int] = mapped_column(Integer, default=0)
+    start_time: Mapped[datetime.datetime | None] = mapped_column(Timestamp)
+    end_time: Mapped[datetime.datetime | None] = mapped_column(Timestamp)
+    created: Mapped[datetime.datetime] = mapped_column(Timestamp, default=_utcnow)
+
+    __table_args__ = (
+        Index(None, "flow_run_id", "created"),
+        Index(None, "state_type", "created"),
+        Index(None, "created"),
+    )
+
+
+class TaskRunState(Base):
+    __tablename__ = "task_run_states"
+
+    task_run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("task_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    type: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(50))
+    message: Mapped[str | None] = mapped_column(Text)
+    timestamp: Mapped[datetime.datetime] = mapped_column(Timestamp)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONColumn, default=dict)
+    result_ref: Mapped[dict[str, Any] | None] = mapped_column(JSONColumn)
+
+
+class Log(Base):
+    __tablename__ = "logs"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    flow_run_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("flow_runs.id", ondelete="CASCADE")
+    )
+    task_run_id: Mapped[uuid.UUID | None]
+    # The client's id for the line: a repeated batch inserts nothing twice.
+    key: Mapped[uuid.UUID] = mapped_column(unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    level: Mapped[int] = mapped_column(Integer)
+    message: Mapped[str] = mapped_column(Text)
+    timestamp: Mapped[datetime.datetime] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        # Logs are read oldest-first by id within a run (tailing pages with after_id).
+        Index(None, "flow_run_id", "id"),
+        Index(None, "task_run_id", "id"),
+        Index(None, "timestamp"),
+    )

@@ -1,0 +1,1 @@
+"""Query functions: ``(session, ...) -> rows``. The only place SQL lives."""

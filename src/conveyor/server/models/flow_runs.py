@@ -1,0 +1,240 @@
+"""Flow runs and their state history."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import uuid
+from collections.abc import Sequence
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, and_, delete, func, literal, select, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conveyor.schemas.api import FlowRunCreate, FlowRunFilter, FlowRunSort
+from conveyor.schemas.states import TERMINAL_STATE_TYPES, State, StateDetails, StateType
+from conveyor.server.database import orm
+from conveyor.server.models.common import insert_ignoring_duplicates
+from conveyor.server.models.flows import ensure_flow
+
+
+def state_row(flow_run_id: uuid.UUID, state: State) -> orm.FlowRunState:
+    details = details_json(state.state_details)
+    return orm.FlowRunState(
+        id=uuid.uuid4(),
+        flow_run_id=flow_run_id,
+        type=state.type.value,
+        name=(state.name or state.type.value.title())[:50],  # a user may name states freely
+        message=state.message,
+        timestamp=state.timestamp,
+        details=details,
+        result_ref=state.result_ref.model_dump(mode="json") if state.result_ref else None,
+        transition_id=state.state_details.transition_id,
+    )
+
+
+def state_from_row(row: orm.FlowRunState) -> State:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(State).validate_python(
+        {
+            "type": row.type,
+            "name": row.name,
+            "message": row.message,
+            "timestamp": row.timestamp,
+            "state_details": row.details or {},
+            "result_ref": row.result_ref,
+        }
+    )
+
+
+_DETAIL_FIELDS = tuple(f.name for f in dataclasses.fields(StateDetails))
+
+
+def details_json(details: StateDetails) -> dict[str, Any]:
+    """State details as stored: set fields only, ids and times as strings."""
+    out: dict[str, Any] = {}
+    for name in _DETAIL_FIELDS:
+        value = getattr(details, name)
+        if value is None:
+            continue
+        if isinstance(value, uuid.UUID):
+            value = str(value)
+        elif isinstance(value, datetime.datetime):
+            value = value.isoformat()
+        out[name] = value
+    return out
+
+
+async def create_flow_run(session: AsyncSession, data: FlowRunCreate) -> tuple[orm.FlowRun, bool]:
+    """Create a run (Pending unless another state is given); ``(run, created)``.
+
+    With a client-chosen id, repeating the request returns the existing run unchanged.
+    """
+    if data.id is not None:
+        existing = await session.get(orm.FlowRun, data.id)
+        if existing is not None:
+            return existing, False
+    flow = await ensure_flow(session, data.flow_name)
+    run_id = data.id or uuid.uuid4()
+    state = data.state or State(type=StateType.PENDING)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    values = {
+        "id": run_id,
+        "flow_id": flow.id,
+        "name": data.name,
+        "flow_version": data.flow_version,
+        "parameters": data.parameters,
+        "tags": data.tags,
+        "parent_flow_run_id": data.parent_flow_run_id,
+        "parent_task_run_id": data.parent_task_run_id,
+        "retries": data.retries,
+        "retry_delay_seconds": data.retry_delay_seconds,
+        "run_count": 0,
+        "created": now,
+        "updated": now,
+    }
+    # Insert-or-ignore: two identical requests racing create one run.
+    created = await insert_ignoring_duplicates(session, orm.FlowRun, [values]) == 1
+    run = await session.get(orm.FlowRun, run_id)
+    assert run is not None
+    if created:
+        await record_state(session, run, state)
+    return run, created
+
+
+async def record_state(session: AsyncSession, run: orm.FlowRun, state: State) -> orm.FlowRunState:
+    """Append ``state`` to the history and make it the run's current state."""
+    row = state_row(run.id, state)
+    session.add(row)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    run.state_type = row.type
+    run.state_name = row.name
+    run.state_timestamp = row.timestamp
+    run.state_id = row.id
+    run.updated = now
+    if state.type is StateType.SCHEDULED and state.state_details.scheduled_time is not None:
+        run.expected_start_time = state.state_details.scheduled_time
+    elif run.expected_start_time is None:
+        run.expected_start_time = state.timestamp
+    if state.type is StateType.RUNNING:
+        run.run_count += 1
+        if run.start_time is None:
+            run.start_time = state.timestamp
+    if state.type in TERMINAL_STATE_TYPES:
+        run.end_time = state.timestamp
+    await session.flush()
+    return row
+
+
+async def read_flow_run(
+    session: AsyncSession, flow_run_id: uuid.UUID, *, for_update: bool = False
+) -> orm.FlowRun | None:
+    query = select(orm.FlowRun).where(orm.FlowRun.id == flow_run_id)
+    if for_update:
+        query = query.with_for_update()
+    result = await session.execute(query)
+    return result.scalar_one_or_none()
+
+
+async def current_state(session: AsyncSession, run: orm.FlowRun) -> State | None:
+    if run.state_id is None:
+        return None
+    row = await session.get(orm.FlowRunState, run.state_id)
+    return state_from_row(row) if row is not None else None
+
+
+async def state_by_transition(
+    session: AsyncSession, flow_run_id: uuid.UUID, transition_id: uuid.UUID
+) -> orm.FlowRunState | None:
+    result = await session.execute(
+        select(orm.FlowRunState).where(
+            orm.FlowRunState.flow_run_id == flow_run_id,
+            orm.FlowRunState.transition_id == transition_id,
+        )
+    )
+    return result.scalar_one_or_none()
+
+
+async def read_states(session: AsyncSession, flow_run_id: uuid.UUID) -> Sequence[orm.FlowRunState]:
+    result = await session.execute(
+        select(orm.FlowRunState)
+        .where(orm.FlowRunState.flow_run_id == flow_run_id)
+        .order_by(orm.FlowRunState.timestamp, orm.FlowRunState.id)
+    )
+    return result.scalars().all()
+
+
+def _filtered(query: Any, flt: FlowRunFilter) -> Any:
+    run = orm.FlowRun
+    if flt.flow_id:
+        query = query.where(run.flow_id.in_(flt.flow_id))
+    if flt.flow_name:
+        query = query.where(
+            run.flow_id.in_(select(orm.Flow.id).where(orm.Flow.name.in_(flt.flow_name)))
+        )
+    if flt.state_type:
+        query = query.where(run.state_type.in_([s.value for s in flt.state_type]))
+    if flt.state_name:
+        query = query.where(run.state_name.in_(flt.state_name))
+    if flt.deployment_id:
+        query = query.where(run.deployment_id.in_(flt.deployment_id))
+    if flt.parent_flow_run_id:
+        query = query.where(run.parent_flow_run_id == flt.parent_flow_run_id)
+    if flt.created_after:
+        query = query.where(run.created >= flt.created_after)
+    if flt.created_before:
+        query = query.where(run.created < flt.created_before)
+    return query
+
+
+_SORTS: dict[FlowRunSort, tuple[Any, ...]] = {
+    FlowRunSort.CREATED_DESC: (orm.FlowRun.created.desc(), orm.FlowRun.id.desc()),
+    FlowRunSort.CREATED_ASC: (orm.FlowRun.created.asc(), orm.FlowRun.id.asc()),
+    FlowRunSort.EXPECTED_START_TIME_DESC: (
+        orm.FlowRun.expected_start_time.desc(),
+        orm.FlowRun.id.desc(),
+    ),
+    FlowRunSort.NAME_ASC: (orm.FlowRun.name.asc(), orm.FlowRun.id.asc()),
+}
+
+
+def _has_tags(dialect: str, tags: list[str]) -> Any:
+    """Runs carrying every one of ``tags``, in SQL (a filter in Python after LIMIT would
+    miss matches beyond its window)."""
+    run = orm.FlowRun
+    if dialect == "postgresql":
+        return type_coerce(run.tags, JSONB).contains(list(tags))
+    clauses = []
+    for tag in dict.fromkeys(tags):
+        each = func.json_each(run.tags).table_valued("value")
+        clauses.append(select(literal(1)).select_from(each).where(each.c.value == tag).exists())
+    return and_(*clauses)
+
+
+async def filter_flow_runs(
+    session: AsyncSession, flt: FlowRunFilter
+) -> Sequence[tuple[orm.FlowRun, str]]:
+    """A page of runs with their flow names. Always bounded by ``limit``."""
+    query = _filtered(
+        select(orm.FlowRun, orm.Flow.name).join(orm.Flow, orm.Flow.id == orm.FlowRun.flow_id),
+        flt,
+    )
+    if flt.tags_all:
+        query = query.where(_has_tags(session.get_bind().dialect.name, flt.tags_all))
+    query = query.order_by(*_SORTS[flt.sort]).limit(flt.limit).offset(flt.offset)
+    return [(r, n) for r, n in (await session.execute(query)).all()]
+
+
+async def delete_flow_run(session: AsyncSession, flow_run_id: uuid.UUID) -> bool:
+    result = cast(
+        CursorResult[Any],
+        await session.execute(delete(orm.FlowRun).where(orm.FlowRun.id == flow_run_id)),
+    )
+    return bool(result.rowcount)
+
+
+async def flow_name_of(session: AsyncSession, run: orm.FlowRun) -> str | None:
+    flow = await session.get(orm.Flow, run.flow_id)
+    return flow.name if flow else None

@@ -1,0 +1,251 @@
+"""Task runs: recorded in batches from the engine, never orchestrated here.
+
+Recording is idempotent and ordered per run: a state is keyed by ``(task_run_id, seq)``,
+so a repeated batch inserts nothing, and a task run's current state only moves to a
+higher ``seq``, so a late batch cannot roll it back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import uuid
+from collections.abc import Sequence
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conveyor.schemas.api import RecordBatch, RecordBatchResult, TaskRunFilter
+from conveyor.schemas.runs import TaskRun, TaskRunStateRecord
+from conveyor.schemas.states import TERMINAL_STATE_TYPES, State, StateType
+from conveyor.server.database import orm
+from conveyor.server.database.types import Timestamp
+from conveyor.server.models.common import insert_ignoring_duplicates, insert_returning_new_keys
+from conveyor.server.models.flow_runs import details_json
+
+
+async def record_batch(session: AsyncSession, batch: RecordBatch) -> RecordBatchResult:
+    """Record a batch in a handful of statements, however many runs it holds.
+
+    New task runs are inserted with their current state already worked out from the
+    batch; only runs recorded by an earlier batch need updating, in one executemany.
+    """
+    # Records of flow runs the server does not know (e.g. deleted while the engine was
+    # still reporting) are skipped, not refused: a batch that can never be accepted would
+    # otherwise be retried forever.
+    flow_runs = await _known_flow_runs(session, batch)
+    task_runs = [r for r in batch.task_runs if r.flow_run_id is None or r.flow_run_id in flow_runs]
+    arriving = {run.id for run in task_runs}
+    states = await _known(session, batch.task_run_states, arriving)
+    # A state repeated inside the batch is one state (the first, as the insert keeps it).
+    states = list({(r.task_run_id, r.seq): r for r in reversed(states)}.values())
+    summaries = _summarise(states)
+    task_rows = [_task_run_values(run, summaries.get(run.id)) for run in task_runs]
+    new_runs = {key[0] for key in await insert_returning_new_keys(session, orm.TaskRun, task_rows)}
+    state_rows = [_state_values(record) for record in states]
+    new_states = set(await insert_returning_new_keys(session, orm.TaskRunState, state_rows))
+    late = [
+        r for r in states if r.task_run_id not in new_runs and (r.task_run_id, r.seq) in new_states
+    ]
+    await _apply_to_existing_runs(session, _summarise(late))
+    log_rows = [
+        {
+            "key": log.id,
+            "flow_run_id": log.flow_run_id,
+            "task_run_id": log.task_run_id,
+            "name": log.name[:255],
+            "level": log.level,
+            "message": log.message,
+            "timestamp": log.timestamp,
+        }
+        for log in batch.logs
+        if log.flow_run_id is None or log.flow_run_id in flow_runs
+    ]
+    new_logs = await insert_ignoring_duplicates(session, orm.Log, log_rows)
+    return RecordBatchResult(
+        task_runs=len(new_runs), task_run_states=len(new_states), logs=new_logs
+    )
+
+
+async def _known_flow_runs(session: AsyncSession, batch: RecordBatch) -> set[uuid.UUID]:
+    """The flow runs named by the batch's task runs and logs that exist."""
+    ids = {r.flow_run_id for r in batch.task_runs if r.flow_run_id is not None}
+    ids.update(log.flow_run_id for log in batch.logs if log.flow_run_id is not None)
+    if not ids:
+        return set()
+    query = select(orm.FlowRun.id).where(orm.FlowRun.id.in_(ids))
+    return set((await session.execute(query)).scalars())
+
+
+def _state_name(state: State) -> str:
+    # The column holds 50 characters; a user may name states freely.
+    return (state.name or state.type.value.title())[:50]
+
+
+@dataclasses.dataclass
+class _Summary:
+    """What a run's states in one batch say about the run."""
+
+    latest: TaskRunStateRecord
+    runs: int = 0
+    started: datetime.datetime | None = None
+    ended: datetime.datetime | None = None
+
+
+def _summarise(records: Sequence[TaskRunStateRecord]) -> dict[uuid.UUID, _Summary]:
+    summaries: dict[uuid.UUID, _Summary] = {}
+    for record in records:
+        summary = summaries.get(record.task_run_id)
+        if summary is None:
+            summary = summaries[record.task_run_id] = _Summary(latest=record)
+        elif record.seq > summary.latest.seq:
+            summary.latest = record
+        state = record.state
+        if state.type is StateType.RUNNING:
+            summary.runs += 1
+            if summary.started is None or state.timestamp < summary.started:
+                summary.started = state.timestamp
+        if state.type in TERMINAL_STATE_TYPES and (
+            summary.ended is None or state.timestamp > summary.ended
+        ):
+            summary.ended = state.timestamp
+    return summaries
+
+
+def _task_run_values(run: TaskRun, summary: _Summary | None) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "id": run.id,
+        "flow_run_id": run.flow_run_id,
+        "name": run.name,
+        "task_key": run.task_key,
+        "task_version": run.task_version,
+        "dynamic_key": run.dynamic_key,
+        "map_index": run.map_index,
+        "tags": list(run.tags),
+        "task_inputs": [i.model_dump(mode="json") for i in run.task_inputs],
+        "cache_key": run.cache_key,
+        "state_type": None,
+        "state_name": None,
+        "state_timestamp": None,
+        "state_seq": 0,
+        "run_count": 0,
+        "start_time": None,
+        "end_time": None,
+        "created": run.created,
+    }
+    if summary is not None:
+        state = summary.latest.state
+        values.update(
+            state_type=state.type.value,
+            state_name=_state_name(state),
+            state_timestamp=state.timestamp,
+            state_seq=summary.latest.seq,
+            run_count=summary.runs,
+            start_time=summary.started,
+            end_time=summary.ended,
+        )
+    return values
+
+
+async def _apply_to_existing_runs(
+    session: AsyncSession, summaries: dict[uuid.UUID, _Summary]
+) -> None:
+    if not summaries:
+        return
+    table = cast(Table, orm.TaskRun.__table__)
+    c = table.c
+    # The current state moves only forward in seq: a late batch cannot roll it back.
+    await session.execute(
+        update(table)
+        .where(c.id == bindparam("b_id"), c.state_seq < bindparam("b_seq"))
+        .values(
+            state_type=bindparam("b_type"),
+            state_name=bindparam("b_name"),
+            state_timestamp=bindparam("b_timestamp"),
+            state_seq=bindparam("b_seq"),
+        ),
+        [
+            {
+                "b_id": task_run_id,
+                "b_seq": s.latest.seq,
+                "b_type": s.latest.state.type.value,
+                "b_name": _state_name(s.latest.state),
+                "b_timestamp": s.latest.state.timestamp,
+            }
+            for task_run_id, s in summaries.items()
+        ],
+    )
+    await session.execute(
+        update(table)
+        .where(c.id == bindparam("b_id"))
+        .values(
+            run_count=c.run_count + bindparam("b_runs"),
+            start_time=func.coalesce(c.start_time, bindparam("b_started", type_=Timestamp)),
+            end_time=func.coalesce(bindparam("b_ended", type_=Timestamp), c.end_time),
+        ),
+        [
+            {"b_id": task_run_id, "b_runs": s.runs, "b_started": s.started, "b_ended": s.ended}
+            for task_run_id, s in summaries.items()
+        ],
+    )
+
+
+async def _known(
+    session: AsyncSession, records: Sequence[TaskRunStateRecord], arriving: set[uuid.UUID]
+) -> list[TaskRunStateRecord]:
+    """Drop states of task runs the server has never seen (their run record is missing)."""
+    elsewhere = {r.task_run_id for r in records} - arriving
+    found = set(arriving)
+    if elsewhere:
+        query = select(orm.TaskRun.id).where(orm.TaskRun.id.in_(elsewhere))
+        found.update((await session.execute(query)).scalars())
+    return [r for r in records if r.task_run_id in found]
+
+
+def _state_values(record: TaskRunStateRecord) -> dict[str, Any]:
+    state = record.state
+    return {
+        "task_run_id": record.task_run_id,
+        "seq": record.seq,
+        "type": state.type.value,
+        "name": _state_name(state),
+        "message": state.message,
+        "timestamp": state.timestamp,
+        "details": details_json(state.state_details),
+        "result_ref": state.result_ref.model_dump(mode="json") if state.result_ref else None,
+    }
+
+
+async def read_task_run(session: AsyncSession, task_run_id: uuid.UUID) -> orm.TaskRun | None:
+    return await session.get(orm.TaskRun, task_run_id)
+
+
+async def read_task_run_states(
+    session: AsyncSession, task_run_id: uuid.UUID
+) -> Sequence[orm.TaskRunState]:
+    result = await session.execute(
+        select(orm.TaskRunState)
+        .where(orm.TaskRunState.task_run_id == task_run_id)
+        .order_by(orm.TaskRunState.seq)
+    )
+    return result.scalars().all()
+
+
+async def filter_task_runs(session: AsyncSession, flt: TaskRunFilter) -> Sequence[orm.TaskRun]:
+    run = orm.TaskRun
+    query = select(run)
+    if flt.flow_run_id:
+        query = query.where(run.flow_run_id.in_(flt.flow_run_id))
+    if flt.state_type:
+        query = query.where(run.state_type.in_([s.value for s in flt.state_type]))
+    if flt.name_like:
+        # A literal, case-insensitive substring on both backends (LIKE alone is
+        # case-sensitive on PostgreSQL only, and "%", "_" and backslash would be patterns).
+        query = query.where(run.name.icontains(flt.name_like, autoescape=True))
+    if flt.created_after:
+        query = query.where(run.created >= flt.created_after)
+    if flt.created_before:
+        query = query.where(run.created < flt.created_before)
+    query = query.order_by(run.created.desc(), run.id).limit(flt.limit).offset(flt.offset)
+    return (await session.execute(query)).scalars().all()

@@ -1,0 +1,94 @@
+"""The flow-run policy and the one function that changes a flow run's state."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conveyor.schemas.api import OrchestrationResult, OrchestrationStatus
+from conveyor.schemas.states import State
+from conveyor.server.models import flow_runs
+from conveyor.server.orchestration.rules import (
+    PreventDuplicateClaims,
+    ProtectTerminalStates,
+    RetryFailedFlowRuns,
+    Rule,
+    TransitionContext,
+    WaitForScheduledTime,
+)
+
+FLOW_RUN_POLICY: tuple[Rule, ...] = (
+    ProtectTerminalStates(),
+    PreventDuplicateClaims(),
+    WaitForScheduledTime(),
+    RetryFailedFlowRuns(),
+)
+
+
+class FlowRunNotFound(LookupError):
+    pass
+
+
+async def set_flow_run_state(
+    session: AsyncSession,
+    flow_run_id: uuid.UUID,
+    proposed: State,
+    *,
+    force: bool = False,
+    now: datetime.datetime | None = None,
+) -> OrchestrationResult:
+    """Propose ``proposed`` for a run; the policy accepts, replaces, delays or refuses it.
+
+    The run's row is locked for the decision (``SELECT ... FOR UPDATE`` on PostgreSQL; the
+    write transaction itself on SQLite), so of two racing proposals one decides first and
+    the other sees its outcome. A proposal whose transition id was already recorded is
+    answered with the state it produced the first time and writes nothing.
+    """
+    run = await flow_runs.read_flow_run(session, flow_run_id, for_update=True)
+    if run is None:
+        raise FlowRunNotFound(flow_run_id)
+    transition_id = proposed.state_details.transition_id
+    if transition_id is not None:
+        seen = await flow_runs.state_by_transition(session, flow_run_id, transition_id)
+        if seen is not None:
+            # Answer as the first time: a proposal that was replaced (e.g. Failed by
+            # AwaitingRetry) is still replaced, so a retrying client learns the real state.
+            first = flow_runs.state_from_row(seen)
+            same = first.type is proposed.type and first.name == (proposed.name or "")[:50]
+            return OrchestrationResult(
+                status=OrchestrationStatus.ACCEPT if same else OrchestrationStatus.REJECT,
+                state=first,
+                reason="Repeated proposal; the state it made the first time stands.",
+            )
+    ctx = TransitionContext(
+        run=run,
+        initial=await flow_runs.current_state(session, run),
+        proposed=proposed,
+        now=now or datetime.datetime.now(datetime.timezone.utc),
+    )
+    if not force:
+        for rule in FLOW_RUN_POLICY:
+            if rule.applies(ctx):
+                rule.before_transition(ctx)
+                if ctx.status is not OrchestrationStatus.ACCEPT:
+                    ctx.decided_by = rule.name
+                    break
+    if ctx.status is OrchestrationStatus.ACCEPT:
+        await flow_runs.record_state(session, run, proposed)
+        was = ctx.initial.name if ctx.initial is not None else "no state"
+        reason = (
+            f"Forced from {was} to {proposed.name}; the rules were not consulted."
+            if force
+            else f"Accepted: {was} -> {proposed.name}."
+        )
+        return OrchestrationResult(status=ctx.status, state=proposed, reason=reason)
+    if ctx.status is OrchestrationStatus.REJECT:
+        assert ctx.replacement is not None
+        ctx.replacement.state_details.transition_id = transition_id
+        await flow_runs.record_state(session, run, ctx.replacement)
+        return OrchestrationResult(status=ctx.status, state=ctx.replacement, reason=ctx.reason)
+    return OrchestrationResult(
+        status=ctx.status, state=ctx.initial, reason=ctx.reason, delay_seconds=ctx.delay_seconds
+    )

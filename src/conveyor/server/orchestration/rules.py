@@ -1,0 +1,132 @@
+"""The rules. Each is a small named class: which transitions it looks at, and what it
+decides before the transition is written. The first rule that does not accept wins."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import ClassVar
+
+from conveyor.schemas.api import OrchestrationStatus
+from conveyor.schemas.states import TERMINAL_STATE_TYPES, AwaitingRetry, State, StateType
+from conveyor.server.database import orm
+
+ALL_TYPES: frozenset[StateType | None] = frozenset([*StateType, None])
+
+# Clocks differ between clients and server: a run proposed to start a moment early is fine.
+SCHEDULE_TOLERANCE = datetime.timedelta(seconds=1)
+
+
+@dataclass
+class TransitionContext:
+    run: orm.FlowRun
+    initial: State | None
+    proposed: State
+    now: datetime.datetime
+    status: OrchestrationStatus = OrchestrationStatus.ACCEPT
+    replacement: State | None = None
+    reason: str | None = None
+    delay_seconds: float | None = None
+    decided_by: str | None = None
+
+    @property
+    def initial_type(self) -> StateType | None:
+        return self.initial.type if self.initial is not None else None
+
+    def reject(self, replacement: State, reason: str) -> None:
+        """Record ``replacement`` instead of the proposed state."""
+        self.status = OrchestrationStatus.REJECT
+        self.replacement, self.reason = replacement, reason
+
+    def wait(self, delay_seconds: float, reason: str) -> None:
+        """Record nothing; the client should propose again after the delay."""
+        self.status, self.delay_seconds, self.reason = (
+            OrchestrationStatus.WAIT,
+            delay_seconds,
+            reason,
+        )
+
+    def abort(self, reason: str) -> None:
+        """Record nothing; the transition will never be allowed."""
+        self.status, self.reason = OrchestrationStatus.ABORT, reason
+
+
+class Rule:
+    FROM_STATES: ClassVar[frozenset[StateType | None]] = ALL_TYPES
+    TO_STATES: ClassVar[frozenset[StateType]] = frozenset(StateType)
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def applies(self, ctx: TransitionContext) -> bool:
+        return ctx.initial_type in self.FROM_STATES and ctx.proposed.type in self.TO_STATES
+
+    def before_transition(self, ctx: TransitionContext) -> None:
+        raise NotImplementedError
+
+
+class ProtectTerminalStates(Rule):
+    """A finished run stays finished; only a forced proposal (an operator) can change it."""
+
+    FROM_STATES = frozenset(TERMINAL_STATE_TYPES)
+
+    def before_transition(self, ctx: TransitionContext) -> None:
+        assert ctx.initial is not None
+        ctx.abort(
+            f"The run is already {ctx.initial.name} ({ctx.initial.type.value}); "
+            "a finished run cannot change state."
+        )
+
+
+class PreventDuplicateClaims(Rule):
+    """Of clients racing to claim or start a run, one wins: a run already Pending (claimed)
+    or Running cannot be made Pending again, and a Running run cannot start again. The
+    losers are aborted; a retried request keeps its transition id and is not a loser."""
+
+    FROM_STATES = frozenset({StateType.PENDING, StateType.RUNNING, StateType.CANCELLING})
+    TO_STATES = frozenset({StateType.PENDING, StateType.RUNNING})
+
+    def applies(self, ctx: TransitionContext) -> bool:
+        if not super().applies(ctx):
+            return False
+        # Pending -> Running is how a claimed run starts.
+        return not (
+            ctx.initial_type is StateType.PENDING and ctx.proposed.type is StateType.RUNNING
+        )
+
+    def before_transition(self, ctx: TransitionContext) -> None:
+        assert ctx.initial is not None
+        ctx.abort(
+            f"The run is already {ctx.initial.name} ({ctx.initial.type.value}); "
+            f"another client claimed or started it, so it cannot become {ctx.proposed.type.value}."
+        )
+
+
+class WaitForScheduledTime(Rule):
+    """A scheduled run cannot start before its scheduled time."""
+
+    FROM_STATES = frozenset({StateType.SCHEDULED})
+    TO_STATES = frozenset({StateType.PENDING, StateType.RUNNING})
+
+    def before_transition(self, ctx: TransitionContext) -> None:
+        assert ctx.initial is not None
+        when = ctx.initial.state_details.scheduled_time
+        if when is not None and when - SCHEDULE_TOLERANCE > ctx.now:
+            delay = (when - ctx.now).total_seconds()
+            ctx.wait(delay, f"The run is scheduled for {when.isoformat()}; wait {delay:.1f}s.")
+
+
+class RetryFailedFlowRuns(Rule):
+    """A failed run with retries left is scheduled again after its retry delay."""
+
+    FROM_STATES = frozenset({StateType.RUNNING})
+    TO_STATES = frozenset({StateType.FAILED})
+
+    def before_transition(self, ctx: TransitionContext) -> None:
+        run = ctx.run
+        if run.run_count > run.retries:
+            return
+        when = ctx.now + datetime.timedelta(seconds=run.retry_delay_seconds)
+        retry = AwaitingRetry(scheduled_time=when, message=ctx.proposed.message)
+        ctx.reject(retry, f"Retry {run.run_count} of {run.retries} at {when.isoformat()}.")

@@ -1,0 +1,299 @@
+"""Migrations on SQLite and PostgreSQL: they build exactly the ORM's schema, safely.
+
+``compare_metadata`` pins migration == ORM as alembic's autogenerate sees it; the snapshot
+test also pins what autogenerate does not compare (constraint names, ON DELETE actions,
+column order, server-side defaults).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import func, inspect, select, text
+from sqlalchemy.engine import Connection
+
+import conveyor
+from conveyor.server.database.engine import Database
+from conveyor.server.database.migrate import (
+    MigrationError,
+    _lock_key,
+    alembic_config,
+    current_revision,
+    head_revision,
+    reset,
+    upgrade,
+)
+from conveyor.server.database.orm import Base, Flow
+
+pytestmark = pytest.mark.anyio
+
+TABLES = {"flows", "flow_runs", "flow_run_states", "task_runs", "task_run_states", "logs"}
+
+
+def _differences(connection: Connection) -> list[Any]:
+    context = MigrationContext.configure(
+        connection, opts={"compare_type": True, "compare_server_default": True}
+    )
+    return list(compare_metadata(context, Base.metadata))
+
+
+def _snapshot(connection: Connection) -> dict[str, Any]:
+    """Everything reflection tells about each table, in a comparable form."""
+    inspector = inspect(connection)
+    tables: dict[str, Any] = {}
+    for table in sorted(inspector.get_table_names()):
+        tables[table] = {
+            "columns": [
+                (c["name"], repr(c["type"]), c["nullable"], c.get("default"))
+                for c in inspector.get_columns(table)
+            ],
+            "primary_key": inspector.get_pk_constraint(table),
+            "foreign_keys": sorted(
+                (fk["name"] or "", fk["constrained_columns"], fk["referred_table"], fk["options"])
+                for fk in inspector.get_foreign_keys(table)
+            ),
+            "indexes": sorted(
+                (ix["name"] or "", ix["column_names"], ix["unique"])
+                for ix in inspector.get_indexes(table)
+            ),
+            "unique": sorted(
+                (uq["name"] or "", uq["column_names"])
+                for uq in inspector.get_unique_constraints(table)
+            ),
+        }
+    return tables
+
+
+async def _run(url: str, fn: Callable[[Connection], Any]) -> Any:
+    database = Database(url)
+    try:
+        async with database.writer.begin() as connection:
+            return await connection.run_sync(fn)
+    finally:
+        await database.dispose()
+
+
+async def _table_names(database: Database) -> set[str]:
+    async with database.reader.connect() as connection:
+        names = await connection.run_sync(lambda c: inspect(c).get_table_names())
+    return set(names)
+
+
+async def test_upgrade_builds_exactly_the_orm_schema(empty_database_url: str) -> None:
+    database = Database(empty_database_url)
+    try:
+        assert await current_revision(database) is None
+        await upgrade(database)
+        assert await current_revision(database) == head_revision()
+        assert await _table_names(database) == TABLES | {"alembic_version"}
+    finally:
+        await database.dispose()
+    assert await _run(empty_database_url, _differences) == []
+
+
+async def test_migrated_schema_matches_create_all_in_every_detail(
+    new_database_url: Callable[[], str],
+) -> None:
+    migrated, created = new_database_url(), new_database_url()
+    database = Database(migrated)
+    try:
+        await upgrade(database)
+    finally:
+        await database.dispose()
+    await _run(created, Base.metadata.create_all)
+
+    from_migration = await _run(migrated, _snapshot)
+    from_orm = await _run(created, _snapshot)
+    del from_migration["alembic_version"]
+    assert from_migration == from_orm
+
+
+async def test_upgrade_again_is_a_no_op_that_keeps_data(database: Database) -> None:
+    async with database.write() as session:
+        session.add(Flow(name="etl"))
+    await upgrade(database)
+    await upgrade(database)
+    async with database.read() as session:
+        names = (await session.scalars(select(Flow.name))).all()
+    assert names == ["etl"]
+    assert await current_revision(database) == head_revision()
+
+
+async def test_reset_drops_data_and_unknown_tables(database: Database) -> None:
+    async with database.write() as session:
+        session.add(Flow(name="etl"))
+        await session.execute(text("CREATE TABLE leftover (id INTEGER PRIMARY KEY)"))
+    await reset(database)
+    async with database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(Flow)) == 0
+    assert await _table_names(database) == TABLES | {"alembic_version"}
+    assert await current_revision(database) == head_revision()
+
+
+async def test_a_failing_migration_leaves_nothing_behind(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("boom")
+
+    # The first index comes after two tables were created: those must be rolled back.
+    monkeypatch.setattr(Operations, "create_index", fail)
+    database = Database(empty_database_url)
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            await upgrade(database)
+        assert await _table_names(database) == set()
+    finally:
+        await database.dispose()
+
+
+async def test_reset_migrates_an_empty_database(empty_database_url: str) -> None:
+    database = Database(empty_database_url)
+    try:
+        await reset(database)
+        assert await current_revision(database) == head_revision()
+    finally:
+        await database.dispose()
+
+
+async def test_concurrent_upgrades_in_one_process_all_succeed(empty_database_url: str) -> None:
+    # Separate Database objects: separate pools, so the lock is the database's, not ours.
+    databases = [Database(empty_database_url) for _ in range(4)]
+    try:
+        await asyncio.gather(*(upgrade(database) for database in databases))
+        assert await current_revision(databases[0]) == head_revision()
+        assert await _table_names(databases[0]) == TABLES | {"alembic_version"}
+    finally:
+        for database in databases:
+            await database.dispose()
+
+
+async def test_concurrent_upgrades_of_different_databases_in_one_process(
+    new_database_url: Callable[[], str],
+) -> None:
+    # No database lock is shared here; what must not be shared is alembic's global state.
+    databases = [Database(new_database_url()) for _ in range(3)]
+    try:
+        await asyncio.gather(*(upgrade(database) for database in databases))
+        for database in databases:
+            assert await current_revision(database) == head_revision()
+            assert await _table_names(database) == TABLES | {"alembic_version"}
+    finally:
+        for database in databases:
+            await database.dispose()
+
+
+# Each child imports everything first, says "ready", then waits for "go" on stdin, so
+# that all of them start migrating at the same moment rather than a process start apart.
+_CHILD = """
+import asyncio, sys
+import conveyor
+from conveyor.server.database.engine import Database
+from conveyor.server.database.migrate import upgrade
+
+async def main(url: str) -> None:
+    database = Database(url)
+    try:
+        await upgrade(database)
+    finally:
+        await database.dispose()
+
+print("ready", flush=True)
+sys.stdin.readline()
+asyncio.run(main(sys.argv[1]))
+print("done", flush=True)
+"""
+
+
+def test_concurrent_upgrades_in_separate_processes_all_succeed(empty_database_url: str) -> None:
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CHILD, empty_database_url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    try:
+        for child in children:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "ready"
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        results = [child.communicate(timeout=60) for child in children]
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    for child, (stdout, stderr) in zip(children, results, strict=True):
+        assert child.returncode == 0, stderr
+        assert stdout.strip() == "done"
+    assert asyncio.run(_run(empty_database_url, _differences)) == []
+
+
+async def test_upgrade_refuses_a_revision_it_does_not_know(database: Database) -> None:
+    async with database.write() as session:
+        await session.execute(text("UPDATE alembic_version SET version_num = 'f00d'"))
+    with pytest.raises(MigrationError, match=r"revision 'f00d'.*newer Conveyor"):
+        await upgrade(database)
+    # reset is the way out, and leaves a usable database.
+    await reset(database)
+    assert await current_revision(database) == head_revision()
+
+
+async def test_downgrade_to_base_removes_every_table(database: Database) -> None:
+    def downgrade(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "base")
+
+    async with database.writer.begin() as connection:
+        await connection.run_sync(downgrade)
+    assert await _table_names(database) == {"alembic_version"}
+    assert await current_revision(database) is None
+    await upgrade(database)
+    assert await current_revision(database) == head_revision()
+
+
+def test_one_head_and_the_migration_files_ship_with_the_package() -> None:
+    script = ScriptDirectory.from_config(alembic_config())
+    assert script.get_heads() == [head_revision()]
+    assert [rev.revision for rev in script.walk_revisions()][-1] == "0001"
+    # Inside the package, so the wheel carries them and no alembic.ini is needed.
+    assert Path(script.dir) == Path(conveyor.__file__).parent / "server/database/migrations"
+    assert (Path(script.dir) / "script.py.mako").is_file()
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite+aiosqlite:///unused.db", "postgresql+asyncpg://u@localhost/unused"]
+)
+def test_offline_mode_renders_sql(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    command.upgrade(alembic_config(url), "head", sql=True)
+    sql = capsys.readouterr().out
+    assert "CREATE TABLE flow_runs" in sql
+    assert "CONSTRAINT fk_flow_runs__flow_id__flows" in sql
+    json_type = "JSONB" if url.startswith("postgresql") else "JSON"
+    assert f"tags {json_type} NOT NULL" in sql
+
+
+def test_lock_keys_differ_per_schema() -> None:
+    keys = {_lock_key(f"t_{uuid.uuid4().hex}") for _ in range(100)}
+    assert len(keys) == 100
+    assert all(-(2**63) <= key < 2**63 for key in keys)
