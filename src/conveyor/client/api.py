@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel
 
 from conveyor.exceptions import ConveyorError
 from conveyor.schemas.api import (
@@ -179,4 +179,4 @@ class ConveyorClient:
 
 
 def _many(model: type[M], data: Sequence[Any]) -> list[M]:
-    return TypeAdapter(list[model]).validate_python(data)  # type: ignore[valid-type]
+    return [model.model_validate(item) for item in data]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import uuid
 from collections.abc import Sequence
 from typing import Any, cast
 
+from pydantic import TypeAdapter
 from sqlalchemy import CursorResult, and_, delete, func, literal, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,10 +36,14 @@ def state_row(flow_run_id: uuid.UUID, state: State) -> orm.FlowRunState:
     )
 
 
-def state_from_row(row: orm.FlowRunState) -> State:
-    from pydantic import TypeAdapter
+@functools.cache
+def _state_adapter() -> TypeAdapter[State]:
+    # Building a validator costs milliseconds: once per process, not once per request.
+    return TypeAdapter(State)
 
-    return TypeAdapter(State).validate_python(
+
+def state_from_row(row: orm.FlowRunState) -> State:
+    return _state_adapter().validate_python(
         {
             "type": row.type,
             "name": row.name,
