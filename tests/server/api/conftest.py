@@ -1,0 +1,70 @@
+"""Fixtures for the API contract tests: the real application over each backend's database.
+
+* ``client: httpx.AsyncClient`` -- talks to ``create_app`` in-process (httpx's ASGI
+  transport, the app's lifespan entered), base URL ending in ``/api``.
+* ``row_counts`` -- ``await row_counts()`` is the number of rows in every table, read
+  straight from the database: how tests prove that a refused request wrote nothing.
+* ``make_run`` -- ``await make_run(**fields)`` creates a flow run through the API and
+  returns its JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import func, select
+
+from conveyor.server.app import create_app
+from conveyor.server.database import orm
+from conveyor.server.database.engine import Database
+from conveyor.settings import Settings
+
+TABLES = (orm.Flow, orm.FlowRun, orm.FlowRunState, orm.TaskRun, orm.TaskRunState, orm.Log)
+
+RowCounts = Callable[[], Awaitable[dict[str, int]]]
+MakeRun = Callable[..., Awaitable[dict[str, Any]]]
+
+
+@pytest.fixture
+async def app(database_url: str, tmp_path: Path) -> AsyncIterator[FastAPI]:
+    application = create_app(Settings(home=tmp_path, database_url=database_url), migrate=False)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://conveyor.test/api") as c:
+        yield c
+
+
+@pytest.fixture
+def row_counts(database: Database) -> RowCounts:
+    async def count() -> dict[str, int]:
+        async with database.read() as session:
+            return {
+                str(model.__tablename__): (
+                    await session.execute(select(func.count()).select_from(model))
+                ).scalar_one()
+                for model in TABLES
+            }
+
+    return count
+
+
+@pytest.fixture
+def make_run(client: httpx.AsyncClient) -> MakeRun:
+    async def make(**fields: Any) -> dict[str, Any]:
+        body = {"flow_name": "etl", "name": "run", **fields}
+        response = await client.post("/flow_runs/", json=body)
+        assert response.status_code == 201, response.text
+        run: dict[str, Any] = response.json()
+        return run
+
+    return make

@@ -1,0 +1,353 @@
+"""Task runs, their states and logs as the engine records them: POST /api/records.
+
+Batches are idempotent (the same batch twice records nothing new) and ordered by each
+state's ``seq`` (a late or shuffled batch never moves a task run's current state back).
+"""
+
+from __future__ import annotations
+
+import datetime
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.anyio
+
+MakeRun = Callable[..., Awaitable[dict[str, Any]]]
+RowCounts = Callable[[], Awaitable[dict[str, int]]]
+
+
+def _now(offset_seconds: float = 0.0) -> str:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (now + datetime.timedelta(seconds=offset_seconds)).isoformat()
+
+
+def task_run(flow_run_id: str | None, task: str = "extract", **fields: Any) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "flow_run_id": flow_run_id,
+        "name": f"{task}-0",
+        "task_key": f"etl.{task}",
+        "dynamic_key": "0",
+        "created": _now(),
+        **fields,
+    }
+
+
+def state(task_run_id: str, seq: int, type_: str, **fields: Any) -> dict[str, Any]:
+    return {"task_run_id": task_run_id, "seq": seq, "state": {"type": type_, **fields}}
+
+
+def log(message: str, level: int = 20, **ids: str) -> dict[str, Any]:
+    # The client names each line, which is what makes a repeated batch harmless.
+    return {
+        "id": str(uuid.uuid4()),
+        "name": "conveyor.task_runs",
+        "level": level,
+        "message": message,
+        "timestamp": _now(),
+        **ids,
+    }
+
+
+async def _record(client: httpx.AsyncClient, **batch: Any) -> dict[str, int]:
+    response = await client.post("/records", json=batch)
+    assert response.status_code == 200, response.text
+    result: dict[str, int] = response.json()
+    return result
+
+
+async def _task_run(client: httpx.AsyncClient, task_run_id: str) -> dict[str, Any]:
+    response = await client.get(f"/task_runs/{task_run_id}")
+    assert response.status_code == 200, response.text
+    run: dict[str, Any] = response.json()
+    return run
+
+
+async def _history(client: httpx.AsyncClient, task_run_id: str) -> list[tuple[int, str, str]]:
+    response = await client.get(f"/task_runs/{task_run_id}/states")
+    assert response.status_code == 200, response.text
+    return [(s["seq"], s["type"], s["name"]) for s in response.json()]
+
+
+async def test_a_batch_records_task_runs_states_and_logs(
+    client: httpx.AsyncClient, make_run: MakeRun
+) -> None:
+    flow_run = await make_run()
+    upstream = task_run(flow_run["id"], "extract")
+    mapped = task_run(
+        flow_run["id"],
+        "transform",
+        name="transform-3",
+        map_index=3,
+        dynamic_key="3",
+        tags=["heavy"],
+        task_version="2",
+        cache_key="abc",
+        task_inputs=[{"task_run_id": upstream["id"], "parameter": "orders"}],
+    )
+    result = await _record(
+        client,
+        task_runs=[upstream, mapped],
+        task_run_states=[
+            state(mapped["id"], 1, "PENDING"),
+            state(mapped["id"], 2, "RUNNING"),
+            state(mapped["id"], 3, "COMPLETED", message="ok"),
+        ],
+        logs=[log("working", flow_run_id=flow_run["id"], task_run_id=mapped["id"])],
+    )
+    assert result == {"task_runs": 2, "task_run_states": 3, "logs": 1}
+
+    read = await _task_run(client, mapped["id"])
+    assert {k: read[k] for k in ("id", "flow_run_id", "name", "task_key", "dynamic_key")} == {
+        k: mapped[k] for k in ("id", "flow_run_id", "name", "task_key", "dynamic_key")
+    }
+    assert (read["map_index"], read["tags"], read["task_version"], read["cache_key"]) == (
+        3,
+        ["heavy"],
+        "2",
+        "abc",
+    )
+    assert read["task_inputs"] == [{"task_run_id": upstream["id"], "parameter": "orders"}]
+    assert (read["state_type"], read["state_name"], read["run_count"]) == (
+        "COMPLETED",
+        "Completed",
+        1,
+    )
+    assert read["start_time"] is not None
+    assert read["end_time"] is not None
+    assert await _history(client, mapped["id"]) == [
+        (1, "PENDING", "Pending"),
+        (2, "RUNNING", "Running"),
+        (3, "COMPLETED", "Completed"),
+    ]
+    untouched = await _task_run(client, upstream["id"])
+    assert (untouched["state_type"], untouched["run_count"]) == (None, 0)
+
+
+async def test_the_same_batch_twice_records_nothing_new(
+    client: httpx.AsyncClient, make_run: MakeRun, row_counts: RowCounts
+) -> None:
+    flow_run = await make_run()
+    run = task_run(flow_run["id"])
+    batch = {
+        "task_runs": [run],
+        "task_run_states": [state(run["id"], 1, "RUNNING"), state(run["id"], 2, "COMPLETED")],
+        "logs": [log(f"line {n}", flow_run_id=flow_run["id"]) for n in range(3)],
+    }
+    assert await _record(client, **batch) == {"task_runs": 1, "task_run_states": 2, "logs": 3}
+    counts, read = await row_counts(), await _task_run(client, run["id"])
+
+    assert await _record(client, **batch) == {"task_runs": 0, "task_run_states": 0, "logs": 0}
+    assert await row_counts() == counts
+    assert await _task_run(client, run["id"]) == read  # run_count not counted twice
+    assert read["run_count"] == 1
+
+
+async def test_duplicates_inside_one_batch_are_recorded_once(
+    client: httpx.AsyncClient, make_run: MakeRun
+) -> None:
+    flow_run = await make_run()
+    run = task_run(flow_run["id"])
+    line = log("once", flow_run_id=flow_run["id"])
+    result = await _record(
+        client,
+        task_runs=[run, run],
+        task_run_states=[state(run["id"], 1, "RUNNING")] * 2,
+        logs=[line, line],
+    )
+    assert result == {"task_runs": 1, "task_run_states": 1, "logs": 1}
+    assert (await _task_run(client, run["id"]))["run_count"] == 1
+
+
+async def test_states_applied_out_of_order_never_move_the_current_state_back(
+    client: httpx.AsyncClient, make_run: MakeRun
+) -> None:
+    flow_run = await make_run()
+    run = task_run(flow_run["id"])
+    await _record(client, task_runs=[run])
+    # The final state arrives first (an earlier batch was delayed and is retried later).
+    await _record(client, task_run_states=[state(run["id"], 3, "COMPLETED")])
+    await _record(
+        client,
+        task_run_states=[state(run["id"], 2, "RUNNING"), state(run["id"], 1, "PENDING")],
+    )
+    read = await _task_run(client, run["id"])
+    assert (read["state_type"], read["state_name"]) == ("COMPLETED", "Completed")
+    assert read["run_count"] == 1
+    assert read["start_time"] is not None
+    assert await _history(client, run["id"]) == [
+        (1, "PENDING", "Pending"),
+        (2, "RUNNING", "Running"),
+        (3, "COMPLETED", "Completed"),
+    ]
+
+
+async def test_within_a_batch_the_highest_seq_wins_whatever_the_order(
+    client: httpx.AsyncClient, make_run: MakeRun
+) -> None:
+    flow_run = await make_run()
+    run = task_run(flow_run["id"])
+    states = [
+        state(run["id"], 1, "PENDING"),
+        state(run["id"], 2, "RUNNING"),
+        state(run["id"], 3, "SCHEDULED", name="AwaitingRetry"),
+        state(run["id"], 4, "RUNNING", name="Retrying"),
+        state(run["id"], 5, "FAILED", message="gave up"),
+    ]
+    random.Random(7).shuffle(states)
+    assert (await _record(client, task_runs=[run], task_run_states=states))["task_run_states"] == 5
+    read = await _task_run(client, run["id"])
+    assert (read["state_type"], read["state_name"], read["run_count"]) == ("FAILED", "Failed", 2)
+    assert [name for _, _, name in await _history(client, run["id"])] == [
+        "Pending",
+        "Running",
+        "AwaitingRetry",
+        "Retrying",
+        "Failed",
+    ]
+
+
+async def test_states_of_unknown_task_runs_are_skipped(
+    client: httpx.AsyncClient, make_run: MakeRun, row_counts: RowCounts
+) -> None:
+    flow_run = await make_run()
+    known = task_run(flow_run["id"])
+    stranger = str(uuid.uuid4())
+    result = await _record(
+        client,
+        task_runs=[known],
+        task_run_states=[state(stranger, 1, "RUNNING"), state(known["id"], 1, "RUNNING")],
+    )
+    assert result == {"task_runs": 1, "task_run_states": 1, "logs": 0}
+    assert (await row_counts())["task_run_states"] == 1
+    assert (await client.get(f"/task_runs/{stranger}")).status_code == 404
+
+
+async def test_records_of_unknown_flow_runs_are_skipped(
+    client: httpx.AsyncClient, make_run: MakeRun
+) -> None:
+    """E.g. the run was deleted while its engine was still reporting: a batch that can
+    never be accepted must not be refused, or the engine would retry it forever."""
+    flow_run = await make_run()
+    gone = str(uuid.uuid4())
+    orphan, known, standalone = task_run(gone), task_run(flow_run["id"]), task_run(None)
+    result = await _record(
+        client,
+        task_runs=[orphan, known, standalone],
+        task_run_states=[state(orphan["id"], 1, "RUNNING"), state(standalone["id"], 1, "RUNNING")],
+        logs=[log("lost", flow_run_id=gone), log("kept", flow_run_id=flow_run["id"]), log("free")],
+    )
+    assert result == {"task_runs": 2, "task_run_states": 1, "logs": 2}
+    assert (await client.get(f"/task_runs/{orphan['id']}")).status_code == 404
+    assert (await _task_run(client, standalone["id"]))["flow_run_id"] is None
+
+
+async def test_filter_task_runs(client: httpx.AsyncClient, make_run: MakeRun) -> None:
+    first, second = await make_run(), await make_run()
+    names = ("extract", "transform", "load")
+    runs = [task_run(first["id"], name, created=_now(n)) for n, name in enumerate(names)]
+    other = task_run(second["id"], "extract", created=_now(3))
+    await _record(
+        client,
+        task_runs=[*runs, other],
+        task_run_states=[state(runs[0]["id"], 1, "COMPLETED"), state(other["id"], 1, "FAILED")],
+    )
+
+    async def ids(**flt: Any) -> list[str]:
+        response = await client.post("/task_runs/filter", json=flt)
+        assert response.status_code == 200, response.text
+        return [r["id"] for r in response.json()]
+
+    assert set(await ids(flow_run_id=[first["id"]])) == {r["id"] for r in runs}
+    assert await ids(state_type=["COMPLETED"]) == [runs[0]["id"]]
+    assert await ids(state_type=["FAILED"], flow_run_id=[first["id"]]) == []
+    assert set(await ids(name_like="extract")) == {runs[0]["id"], other["id"]}
+    assert await ids(name_like="ransf") == [runs[1]["id"]]
+    # Case-insensitive and literal on both backends: no wildcards, no escapes.
+    assert await ids(name_like="LOAD") == [runs[2]["id"]]
+    assert await ids(name_like="%") == []
+    assert await ids(name_like="_") == []
+    assert await ids(name_like="\\") == []
+    newest_first = await ids()
+    assert newest_first == [r["id"] for r in reversed([*runs, other])]
+    assert await ids(limit=2, offset=1) == newest_first[1:3]
+    assert await ids(created_after=runs[2]["created"]) == [other["id"], runs[2]["id"]]
+    assert await ids(created_before=runs[1]["created"]) == [runs[0]["id"]]
+    response = await client.post("/task_runs/filter", json={"limit": 201})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "limit"
+
+
+async def test_unknown_task_run_is_404(client: httpx.AsyncClient) -> None:
+    missing = str(uuid.uuid4())
+    for path in (f"/task_runs/{missing}", f"/task_runs/{missing}/states"):
+        response = await client.get(path)
+        assert response.status_code == 404
+        assert missing in response.json()["detail"]
+
+
+async def test_logs_page_forward_with_after_id_and_filter_by_level(
+    client: httpx.AsyncClient, make_run: MakeRun
+) -> None:
+    flow_run, other = await make_run(), await make_run()
+    run = task_run(flow_run["id"])
+    levels = [10, 20, 30, 40, 50, 20, 20]
+    await _record(
+        client,
+        task_runs=[run],
+        logs=[
+            log(f"line {n}", level, flow_run_id=flow_run["id"], task_run_id=run["id"])
+            for n, level in enumerate(levels)
+        ]
+        + [log("elsewhere", flow_run_id=other["id"])],
+    )
+
+    async def page(**flt: Any) -> list[dict[str, Any]]:
+        response = await client.post("/logs/filter", json=flt)
+        assert response.status_code == 200, response.text
+        lines: list[dict[str, Any]] = response.json()
+        return lines
+
+    lines = await page(flow_run_id=flow_run["id"])
+    assert [line["message"] for line in lines] == [f"line {n}" for n in range(7)]
+    ids = [line["id"] for line in lines]
+    assert ids == sorted(ids)
+    assert lines[0]["task_run_id"] == run["id"]
+
+    # A follower pages with the last id it saw, and sees only what is new.
+    seen: list[str] = []
+    after: int | None = None
+    while batch := await page(flow_run_id=flow_run["id"], after_id=after, limit=3):
+        seen += [line["message"] for line in batch]
+        after = batch[-1]["id"]
+    assert seen == [f"line {n}" for n in range(7)]
+    await _record(client, logs=[log("late line", flow_run_id=flow_run["id"])])
+    assert [line["message"] for line in await page(flow_run_id=flow_run["id"], after_id=after)] == [
+        "late line"
+    ]
+
+    warnings = await page(flow_run_id=flow_run["id"], level_ge=30)
+    assert [line["level"] for line in warnings] == [30, 40, 50]
+    assert len(await page(task_run_id=run["id"])) == 7
+    assert [line["message"] for line in await page(flow_run_id=other["id"])] == ["elsewhere"]
+    assert len(await page()) == 9
+
+
+async def test_bad_log_filters_are_422_naming_the_field(client: httpx.AsyncClient) -> None:
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"limit": 0}, "limit"),
+        ({"limit": 1001}, "limit"),
+        ({"after_id": -1}, "after_id"),
+        ({"after_id": 2**64}, "after_id"),
+        ({"level_ge": "loud"}, "level_ge"),
+        ({"flow_run_id": "x"}, "flow_run_id"),
+    ]
+    for flt, field in cases:
+        response = await client.post("/logs/filter", json=flt)
+        assert response.status_code == 422, (flt, response.text)
+        assert response.json()["errors"][0]["field"] == field, flt
