@@ -1,4 +1,4 @@
-"""Engine overhead with no backend; prints one JSON line.
+"""Engine overhead with no backend (CONVEYOR_BACKEND=none); prints one JSON line.
 
     python bench/sdk_overhead.py [--repeat 5]
 
@@ -77,7 +77,7 @@ def bench_engine(repeat: int) -> dict[str, float]:
 
 
 def _child(code: str) -> str:
-    env = {**os.environ, "CONVEYOR_LOGGING_LEVEL": "WARNING"}
+    env = {**os.environ, "CONVEYOR_LOGGING_LEVEL": "WARNING", "CONVEYOR_BACKEND": "none"}
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
@@ -131,6 +131,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     os.environ.setdefault("CONVEYOR_LOGGING_LEVEL", "WARNING")
+    os.environ["CONVEYOR_BACKEND"] = "none"  # engine overhead alone; tracked_overhead.py records
     result: dict[str, object] = {"benchmark": "sdk_overhead", "backend": "none"}
     result.update(bench_engine(args.repeat))
     result["empty_flow_cold_ms"] = bench_cold_empty_flow(args.repeat)
