@@ -61,7 +61,7 @@ def _state(state_type: str | None, name: str | None) -> str:
 
 
 def _when(value: Any) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
+    return value.strftime("%m-%d %H:%M:%S") if value is not None else "-"
 
 
 def _duration(start: Any, end: Any) -> str:
@@ -104,7 +104,8 @@ def flow_run_ls(
     flt = FlowRunFilter(flow_name=flow or None, state_type=states, limit=limit)
     runs = _with_client(lambda client: client.filter_flow_runs(flt))
     table = Table(title="Flow runs")
-    for column in ("ID", "Flow", "Name", "State", "Started", "Duration"):
+    table.add_column("ID", no_wrap=True, min_width=36)
+    for column in ("Flow", "Name", "State", "Started", "Duration"):
         table.add_column(column, overflow="fold")
     for run in runs:
         table.add_row(
@@ -216,7 +217,8 @@ def task_run_ls(
     flt = TaskRunFilter(flow_run_id=flow_runs, state_type=states, limit=limit)
     runs = _with_client(lambda client: client.filter_task_runs(flt))
     table = Table(title="Task runs")
-    for column in ("ID", "Name", "State", "Flow run", "Started", "Duration"):
+    table.add_column("ID", no_wrap=True, min_width=36)
+    for column in ("Name", "State", "Flow run", "Started", "Duration"):
         table.add_column(column, overflow="fold")
     for run in runs:
         table.add_row(
