@@ -15,23 +15,14 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from pathlib import Path
+
+from _server import running_server
 
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def _load(api: str, clients: int, seconds: float) -> dict[str, float]:
@@ -72,36 +63,8 @@ async def _load(api: str, clients: int, seconds: float) -> dict[str, float]:
 
 
 def _serve(env: dict[str, str], clients: int, seconds: float) -> dict[str, float]:
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    conveyor = str(Path(sys.executable).parent / "conveyor")
-    server = subprocess.Popen(
-        [conveyor, "server", "start", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_healthy(api, server)
+    with running_server(env) as api:
         return asyncio.run(_load(api, clients, seconds))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def _wait_healthy(api: str, server: subprocess.Popen[bytes]) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit("the server exited during start-up")
-        try:
-            with urllib.request.urlopen(f"{api}/health", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("the server did not become healthy within 60 s")
 
 
 async def _postgres_database(admin_url: str, name: str, create: bool) -> None:

@@ -13,14 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
+
+from _server import running_server
 
 WORKLOAD = r"""
 import json, sys, time
@@ -56,32 +56,12 @@ print(json.dumps(out))
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _post(url: str, body: dict[str, object]) -> object:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
     )
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())
-
-
-def _wait_healthy(api: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit("the server exited during start-up")
-        try:
-            with urllib.request.urlopen(f"{api}/health", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("the server did not become healthy within 60 s")
 
 
 def _verify(api: str, repeat: int) -> dict[str, int]:
@@ -121,19 +101,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="conveyor-bench-"))
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "CONVEYOR_HOME": str(home), "CONVEYOR_LOGGING_LEVEL": "WARNING"}
     env.pop("CONVEYOR_DATABASE_URL", None)
-    conveyor = str(Path(sys.executable).parent / "conveyor")
-    server = subprocess.Popen(
-        [conveyor, "server", "start", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_healthy(api, server)
+    env.pop("CONVEYOR_BACKEND", None)
+    with running_server(env) as api:
         done = subprocess.run(
             [sys.executable, "-c", WORKLOAD, str(args.repeat)],
             env={**env, "CONVEYOR_API_URL": api},
@@ -143,9 +114,6 @@ def main() -> None:
         )
         times = json.loads(done.stdout.strip().splitlines()[-1])
         counts = _verify(api, args.repeat)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     print(
         json.dumps(
             {
