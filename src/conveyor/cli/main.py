@@ -38,11 +38,13 @@ def _register_subcommands() -> None:
     from conveyor.cli.database import database_app
     from conveyor.cli.runs import flow_run_app, task_run_app
     from conveyor.cli.server import server_app
+    from conveyor.cli.variables import variable_app
 
     app.add_typer(server_app, name="server")
     app.add_typer(database_app, name="database")
     app.add_typer(flow_run_app, name="flow-run")
     app.add_typer(task_run_app, name="task-run")
+    app.add_typer(variable_app, name="variable")
 
 
 _register_subcommands()

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel
@@ -34,6 +35,8 @@ from conveyor.schemas.api import (
     TaskRunFilter,
     TaskRunRead,
     TaskRunStateRead,
+    VariableRead,
+    VariableSet,
 )
 from conveyor.schemas.states import State
 
@@ -176,6 +179,27 @@ class ConveyorClient:
 
     async def filter_logs(self, flt: LogFilter) -> list[LogRead]:
         return _many(LogRead, await self.request("POST", "/logs/filter", flt))
+
+    async def set_variable(
+        self, name: str, value: Any, tags: Sequence[str] | None = None
+    ) -> VariableRead:
+        """Create the variable, or replace its value (any JSON) and tags."""
+        body = VariableSet(value=value, tags=list(tags or []))
+        return VariableRead.model_validate(
+            await self.request("PUT", f"/variables/{quote(name, safe='')}", body)
+        )
+
+    async def read_variable(self, name: str) -> VariableRead:
+        return VariableRead.model_validate(
+            await self.request("GET", f"/variables/{quote(name, safe='')}")
+        )
+
+    async def list_variables(self, limit: int = 50, offset: int = 0) -> list[VariableRead]:
+        data = await self.request("GET", f"/variables/?limit={limit}&offset={offset}")
+        return _many(VariableRead, data)
+
+    async def delete_variable(self, name: str) -> None:
+        await self.request("DELETE", f"/variables/{quote(name, safe='')}")
 
 
 def _many(model: type[M], data: Sequence[Any]) -> list[M]:

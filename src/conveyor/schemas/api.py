@@ -88,6 +88,28 @@ class FlowRead(Output):
     created: datetime.datetime
 
 
+# -- variables --------------------------------------------------------------------------
+VARIABLE_NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+"""A variable's name: 1 to 255 letters, digits, ``_``, ``.`` or ``-`` (it is a URL segment)."""
+VARIABLE_NAME_MAX_LENGTH = 255
+
+
+class VariableSet(Input):
+    """A variable's new value (any JSON, ``null`` included) and tags; replaces both."""
+
+    value: Any
+    tags: list[str] = Field(default_factory=list)
+
+
+class VariableRead(Output):
+    id: uuid.UUID
+    name: str
+    value: Any
+    tags: list[str]
+    created: datetime.datetime
+    updated: datetime.datetime
+
+
 # -- flow runs --------------------------------------------------------------------------
 class FlowRunCreate(Input):
     """A new flow run. ``id`` may be chosen by the client, which makes creation idempotent."""

@@ -175,3 +175,17 @@ class Log(Base):
         Index(None, "task_run_id", "id"),
         Index(None, "timestamp"),
     )
+
+
+class Variable(Base):
+    """A named JSON value (any JSON: object, array, string, number, bool or null)."""
+
+    __tablename__ = "variables"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    # JSON null is stored as the JSON text ``null``, so the column itself is never NULL.
+    value: Mapped[Any] = mapped_column(JSONColumn, nullable=False)
+    tags: Mapped[list[str]] = mapped_column(JSONColumn, default=list)
+    created: Mapped[datetime.datetime] = mapped_column(Timestamp, default=_utcnow)
+    updated: Mapped[datetime.datetime] = mapped_column(Timestamp, default=_utcnow)
