@@ -10,6 +10,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from conveyor.artifacts import (
+        create_link_artifact,
+        create_markdown_artifact,
+        create_progress_artifact,
+        create_table_artifact,
+    )
     from conveyor.engine.cache_policies import (
         DEFAULT,
         FLOW_PARAMETERS,
@@ -19,6 +25,7 @@ if TYPE_CHECKING:
         TASK_SOURCE,
         CachePolicy,
     )
+    from conveyor.engine.concurrency import concurrency, rate_limit
     from conveyor.engine.context import get_run_context, tags
     from conveyor.engine.flows import Flow, flow
     from conveyor.engine.futures import ConveyorFuture, as_completed, wait
@@ -57,10 +64,16 @@ _WHERE = {
     "ThreadPoolTaskRunner": "conveyor.task_runners.threads",
     "allow_failure": "conveyor.engine.inputs",
     "as_completed": "conveyor.engine.futures",
+    "concurrency": "conveyor.engine.concurrency",
+    "create_link_artifact": "conveyor.artifacts",
+    "create_markdown_artifact": "conveyor.artifacts",
+    "create_progress_artifact": "conveyor.artifacts",
+    "create_table_artifact": "conveyor.artifacts",
     "exponential_backoff": "conveyor.engine.options",
     "flow": "conveyor.engine.flows",
     "get_run_context": "conveyor.engine.context",
     "get_run_logger": "conveyor.engine.run_logging",
+    "rate_limit": "conveyor.engine.concurrency",
     "tags": "conveyor.engine.context",
     "task": "conveyor.engine.tasks",
     "unmapped": "conveyor.engine.inputs",
@@ -88,10 +101,16 @@ __all__ = [
     "__version__",
     "allow_failure",
     "as_completed",
+    "concurrency",
+    "create_link_artifact",
+    "create_markdown_artifact",
+    "create_progress_artifact",
+    "create_table_artifact",
     "exponential_backoff",
     "flow",
     "get_run_context",
     "get_run_logger",
+    "rate_limit",
     "tags",
     "task",
     "unmapped",

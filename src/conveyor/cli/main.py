@@ -35,6 +35,8 @@ app.add_typer(config_app, name="config")
 
 def _register_subcommands() -> None:
     # Each group's module imports only typer at the top, so --help stays fast.
+    from conveyor.cli.artifacts import artifact_app
+    from conveyor.cli.concurrency_limits import concurrency_limit_app
     from conveyor.cli.database import database_app
     from conveyor.cli.runs import flow_run_app, task_run_app
     from conveyor.cli.server import server_app
@@ -45,6 +47,8 @@ def _register_subcommands() -> None:
     app.add_typer(flow_run_app, name="flow-run")
     app.add_typer(task_run_app, name="task-run")
     app.add_typer(variable_app, name="variable")
+    app.add_typer(concurrency_limit_app, name="concurrency-limit")
+    app.add_typer(artifact_app, name="artifact")
 
 
 _register_subcommands()

@@ -21,6 +21,14 @@ from pydantic import BaseModel
 
 from conveyor.exceptions import ConveyorError
 from conveyor.schemas.api import (
+    ArtifactCreate,
+    ArtifactFilter,
+    ArtifactRead,
+    ConcurrencyAcquire,
+    ConcurrencyLeaseRead,
+    ConcurrencyLeaseRenew,
+    ConcurrencyLimitCreate,
+    ConcurrencyLimitRead,
     FlowRead,
     FlowRunCreate,
     FlowRunFilter,
@@ -200,6 +208,78 @@ class ConveyorClient:
 
     async def delete_variable(self, name: str) -> None:
         await self.request("DELETE", f"/variables/{quote(name, safe='')}")
+
+    async def create_artifact(self, artifact: ArtifactCreate) -> ArtifactRead:
+        return ArtifactRead.model_validate(await self.request("POST", "/artifacts/", artifact))
+
+    async def read_artifact(self, artifact_id: uuid.UUID) -> ArtifactRead:
+        return ArtifactRead.model_validate(await self.request("GET", f"/artifacts/{artifact_id}"))
+
+    async def filter_artifacts(self, flt: ArtifactFilter | None = None) -> list[ArtifactRead]:
+        """Artifacts, newest first."""
+        data = await self.request("POST", "/artifacts/filter", flt or ArtifactFilter())
+        return _many(ArtifactRead, data)
+
+    async def read_latest_artifact(self, key: str) -> ArtifactRead:
+        """The newest artifact with this key."""
+        return ArtifactRead.model_validate(
+            await self.request("GET", f"/artifacts/latest/{quote(key, safe='')}")
+        )
+
+    async def delete_artifact(self, artifact_id: uuid.UUID) -> None:
+        await self.request("DELETE", f"/artifacts/{artifact_id}")
+
+    async def set_concurrency_limit(self, name: str, limit: int) -> ConcurrencyLimitRead:
+        """Create the concurrency limit, or change its limit."""
+        body = ConcurrencyLimitCreate(name=name, limit=limit)
+        return ConcurrencyLimitRead.model_validate(
+            await self.request("POST", "/concurrency_limits/", body)
+        )
+
+    async def read_concurrency_limit(self, name: str) -> ConcurrencyLimitRead:
+        return ConcurrencyLimitRead.model_validate(
+            await self.request("GET", f"/concurrency_limits/{quote(name, safe='')}")
+        )
+
+    async def list_concurrency_limits(
+        self, limit: int = 50, offset: int = 0
+    ) -> list[ConcurrencyLimitRead]:
+        data = await self.request("GET", f"/concurrency_limits/?limit={limit}&offset={offset}")
+        return _many(ConcurrencyLimitRead, data)
+
+    async def delete_concurrency_limit(self, name: str) -> None:
+        await self.request("DELETE", f"/concurrency_limits/{quote(name, safe='')}")
+
+    async def reset_concurrency_limit(self, name: str) -> None:
+        """Drop every lease of the limit, freeing all its slots."""
+        await self.request("POST", f"/concurrency_limits/{quote(name, safe='')}/reset")
+
+    async def acquire_concurrency_slots(
+        self,
+        name: str,
+        slots: int = 1,
+        *,
+        holder: str | None = None,
+        ttl_seconds: float = 30.0,
+        timeout_seconds: float = 0.0,
+    ) -> ConcurrencyLeaseRead:
+        """A lease of ``slots`` slots; the server waits up to ``timeout_seconds`` (at most
+        60) for them, then answers 423 (``ApiError`` with ``status == 423``)."""
+        body = ConcurrencyAcquire(
+            slots=slots, holder=holder, ttl_seconds=ttl_seconds, timeout_seconds=timeout_seconds
+        )
+        path = f"/concurrency_limits/{quote(name, safe='')}/acquire"
+        return ConcurrencyLeaseRead.model_validate(await self.request("POST", path, body))
+
+    async def renew_concurrency_lease(
+        self, lease_id: uuid.UUID, ttl_seconds: float = 30.0
+    ) -> ConcurrencyLeaseRead:
+        body = ConcurrencyLeaseRenew(ttl_seconds=ttl_seconds)
+        data = await self.request("POST", f"/concurrency_leases/{lease_id}/renew", body)
+        return ConcurrencyLeaseRead.model_validate(data)
+
+    async def release_concurrency_lease(self, lease_id: uuid.UUID) -> None:
+        await self.request("DELETE", f"/concurrency_leases/{lease_id}")
 
 
 def _many(model: type[M], data: Sequence[Any]) -> list[M]:

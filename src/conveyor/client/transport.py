@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from conveyor.client.api import ApiError, ServerUnreachable
+from conveyor.client.api import ApiError, ConveyorClient, ServerUnreachable
 from conveyor.client.embedded import connect
 from conveyor.client.portal import Portal
 from conveyor.client.recorder import Batch, Event
@@ -107,6 +107,10 @@ class ApiTransport:
                     warned_at = now
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    def call(self, request: Callable[[ConveyorClient], Coroutine[Any, Any, T]]) -> T:
+        """Make one request with this transport's client, from any thread (blocks)."""
+        return self._portal.call(request(self._client))
 
     def send_batch(self, batch: Batch) -> None:
         """Ship a batch. The recorder retries failures; but a batch the server refuses as

@@ -52,7 +52,15 @@ class WaitFor:
     futures: list[ConveyorFuture[Any]]
 
 
-Effect = Call | Sleep | RunHooks | WaitFor
+@dataclass(slots=True)
+class Blocking:
+    """Call a blocking function (e.g. wait for a concurrency slot): in place from sync
+    code, in a worker thread from async code so the event loop keeps running."""
+
+    fn: Callable[[], Any]
+
+
+Effect = Call | Sleep | RunHooks | WaitFor | Blocking
 Steps = Generator[Effect, Any, "State"]
 
 
@@ -78,6 +86,8 @@ def perform_sync(steps: Steps) -> State:
                 time.sleep(effect.seconds)
             elif isinstance(effect, RunHooks):
                 run_hooks_sync(effect.hooks, effect.args, effect.log_extra)
+            elif isinstance(effect, Blocking):
+                outcome = effect.fn()
             else:
                 for future in effect.futures:
                     future.wait()
@@ -105,6 +115,8 @@ async def perform_async(steps: Steps) -> State:
                 await asyncio.sleep(effect.seconds)
             elif isinstance(effect, RunHooks):
                 await run_hooks_async(effect.hooks, effect.args, effect.log_extra)
+            elif isinstance(effect, Blocking):
+                outcome = await asyncio.to_thread(effect.fn)
             else:
                 for future in effect.futures:
                     await future.wait_async()

@@ -12,11 +12,13 @@ import datetime
 import logging
 import uuid
 from collections.abc import Generator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from conveyor.client.recorder import RunRecorder
+from conveyor.engine.concurrency import Slots, limited_tags, task_slots
 from conveyor.engine.context import TaskRunContext, _log_prints, task_run_context
-from conveyor.engine.effects import Call, Effect, RunHooks, Sleep, Steps, WaitFor
+from conveyor.engine.effects import Blocking, Call, Effect, RunHooks, Sleep, Steps, WaitFor
 from conveyor.engine.futures import ConveyorFuture
 from conveyor.engine.inputs import iter_leaves, walk
 from conveyor.engine.options import delay_for_attempt
@@ -389,8 +391,13 @@ def task_run_steps(engine: TaskRunEngine) -> Steps:
             hook_args = (task, engine.task_run, engine.state)
             yield RunHooks(task.hooks["on_running"], hook_args, engine.log_extra())
         error: BaseException | None = None
+        slots: Slots | None = None
         tokens = engine.enter()
         try:
+            limited = limited_tags(engine.recorder, engine.task_run.tags)
+            if limited:
+                holder = str(engine.task_run_id)
+                slots = yield Blocking(partial(task_slots, engine.recorder, limited, holder))
             args, kwargs = engine.call_args()
             value = yield Call(
                 task.fn, args, kwargs, task.timeout_seconds, engine.name, TaskRunTimeoutError
@@ -399,6 +406,8 @@ def task_run_steps(engine: TaskRunEngine) -> Steps:
             error = exc
         finally:
             engine.exit(tokens)
+        if slots is not None:
+            yield Blocking(slots.release)
         if error is None:
             state = engine.succeed(value)
             continue

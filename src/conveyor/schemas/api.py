@@ -9,7 +9,15 @@ import math
 import uuid
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from conveyor.schemas.logs import LogRecordCreate
 from conveyor.schemas.runs import TaskRun, TaskRunStateRecord
@@ -108,6 +116,146 @@ class VariableRead(Output):
     tags: list[str]
     created: datetime.datetime
     updated: datetime.datetime
+
+
+# -- artifacts --------------------------------------------------------------------------
+ARTIFACT_KEY_PATTERN = r"^[a-z0-9-]+$"
+"""An artifact's key: lowercase letters, digits and dashes (as in Prefect)."""
+ARTIFACT_KEY_MAX_LENGTH = 255
+
+
+class ArtifactType(str, enum.Enum):
+    MARKDOWN = "markdown"
+    TABLE = "table"
+    LINK = "link"
+    PROGRESS = "progress"
+
+
+def _check_artifact_data(type_: ArtifactType, data: Any) -> Any:
+    """``data`` if it is the right shape for ``type_``, else a ValueError saying why."""
+    if type_ is ArtifactType.MARKDOWN:
+        if not isinstance(data, str):
+            raise ValueError("markdown artifact data must be a string")
+    elif type_ is ArtifactType.TABLE:
+        if isinstance(data, list):
+            if not all(isinstance(row, dict) for row in data):
+                raise ValueError("table artifact data as a list must hold row objects")
+        elif isinstance(data, dict):
+            columns, rows = data.get("columns"), data.get("rows")
+            if set(data) != {"columns", "rows"} or not isinstance(columns, list):
+                raise ValueError('table artifact data must be {"columns": [...], "rows": [...]}')
+            if not all(isinstance(c, str) for c in columns):
+                raise ValueError("table artifact columns must be strings")
+            if not isinstance(rows, list) or not all(
+                isinstance(row, list) and len(row) == len(columns) for row in rows
+            ):
+                raise ValueError("table artifact rows must be lists as long as the columns")
+        else:
+            raise ValueError("table artifact data must be a list of rows or columns and rows")
+    elif type_ is ArtifactType.LINK:
+        if (
+            not isinstance(data, dict)
+            or not set(data) <= {"url", "text"}
+            or not isinstance(data.get("url"), str)
+            or not data["url"]
+            or not isinstance(data.get("text"), (str, type(None)))
+        ):
+            raise ValueError('link artifact data must be {"url": str, "text": str | null}')
+        data = {"url": data["url"], "text": data.get("text")}
+    elif type_ is ArtifactType.PROGRESS and (
+        isinstance(data, bool) or not isinstance(data, (int, float)) or not 0 <= data <= 100
+    ):
+        raise ValueError("progress artifact data must be a number from 0 to 100")
+    return data
+
+
+class ArtifactCreate(Input):
+    """A new artifact. ``data`` depends on ``type``: markdown a string; table a list of row
+    objects or ``{"columns": [...], "rows": [[...]]}``; link ``{"url", "text"}``; progress a
+    number from 0 to 100."""
+
+    key: str | None = Field(
+        default=None, min_length=1, max_length=ARTIFACT_KEY_MAX_LENGTH, pattern=ARTIFACT_KEY_PATTERN
+    )
+    type: ArtifactType
+    description: str | None = None
+    data: Any
+    flow_run_id: uuid.UUID | None = None
+    task_run_id: uuid.UUID | None = None
+
+    @field_validator("data")
+    @classmethod
+    def _data_fits_type(cls, data: Any, info: ValidationInfo) -> Any:
+        type_ = info.data.get("type")
+        if type_ is None:  # the type itself was invalid, and is reported
+            return data
+        return _check_artifact_data(type_, data)
+
+
+class ArtifactRead(Output):
+    id: uuid.UUID
+    key: str | None
+    type: ArtifactType
+    description: str | None
+    data: Any
+    flow_run_id: uuid.UUID | None
+    task_run_id: uuid.UUID | None
+    created: datetime.datetime
+
+
+class ArtifactFilter(Input):
+    flow_run_id: uuid.UUID | None = None
+    task_run_id: uuid.UUID | None = None
+    key: str | None = Field(default=None, max_length=ARTIFACT_KEY_MAX_LENGTH)
+    type: list[ArtifactType] | None = None
+    limit: int = Field(default=50, ge=1, le=MAX_PAGE)
+    offset: int = Field(default=0, ge=0, le=1_000_000)
+
+
+# -- concurrency limits -----------------------------------------------------------------
+CONCURRENCY_LIMIT_NAME_PATTERN = VARIABLE_NAME_PATTERN
+"""A limit's name (a tag for task limits): a URL segment, like a variable's name."""
+MAX_ACQUIRE_TIMEOUT_SECONDS = 60.0
+DEFAULT_LEASE_TTL_SECONDS = 30.0
+
+
+class ConcurrencyLimitCreate(Input):
+    """Create a limit, or change the limit of an existing one (by name)."""
+
+    name: str = Field(min_length=1, max_length=255, pattern=CONCURRENCY_LIMIT_NAME_PATTERN)
+    limit: int = Field(ge=0, le=MAX_INT32)
+
+
+class ConcurrencyLimitRead(Output):
+    id: uuid.UUID
+    name: str
+    limit: int
+    active_slots: int = 0
+    """Slots held by unexpired leases."""
+    created: datetime.datetime
+    updated: datetime.datetime
+
+
+class ConcurrencyAcquire(Input):
+    """Take ``slots`` slots, waiting up to ``timeout_seconds`` for them to be free."""
+
+    slots: int = Field(default=1, ge=1, le=MAX_INT32)
+    holder: str | None = Field(default=None, max_length=255)
+    ttl_seconds: float = Field(default=DEFAULT_LEASE_TTL_SECONDS, gt=0, le=24 * 3600.0)
+    timeout_seconds: float = Field(default=0.0, ge=0, le=MAX_ACQUIRE_TIMEOUT_SECONDS)
+
+
+class ConcurrencyLeaseRenew(Input):
+    ttl_seconds: float = Field(default=DEFAULT_LEASE_TTL_SECONDS, gt=0, le=24 * 3600.0)
+
+
+class ConcurrencyLeaseRead(Output):
+    id: uuid.UUID
+    limit_id: uuid.UUID
+    slots: int
+    holder: str | None
+    expires: datetime.datetime
+    created: datetime.datetime
 
 
 # -- flow runs --------------------------------------------------------------------------

@@ -7,7 +7,17 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, FastAPI
 
-from conveyor.server.api import errors, flow_runs, flows, health, logs, task_runs, variables
+from conveyor.server.api import (
+    artifacts,
+    concurrency_limits,
+    errors,
+    flow_runs,
+    flows,
+    health,
+    logs,
+    task_runs,
+    variables,
+)
 from conveyor.server.api.limits import BodySizeLimit
 from conveyor.server.database.engine import Database
 from conveyor.settings import Settings
@@ -38,7 +48,16 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
         openapi_url="/api/openapi.json",
     )
     api = APIRouter(prefix="/api")
-    for module in (health, flows, flow_runs, task_runs, logs, variables):
+    for module in (
+        health,
+        flows,
+        flow_runs,
+        task_runs,
+        logs,
+        variables,
+        artifacts,
+        concurrency_limits,
+    ):
         api.include_router(module.router)
     app.include_router(api)
     errors.install(app)

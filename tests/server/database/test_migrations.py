@@ -47,6 +47,9 @@ TABLES = {
     "task_run_states",
     "logs",
     "variables",
+    "artifacts",
+    "concurrency_limits",
+    "concurrency_leases",
 }
 
 

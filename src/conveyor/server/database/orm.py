@@ -189,3 +189,61 @@ class Variable(Base):
     tags: Mapped[list[str]] = mapped_column(JSONColumn, default=list)
     created: Mapped[datetime.datetime] = mapped_column(Timestamp, default=_utcnow)
     updated: Mapped[datetime.datetime] = mapped_column(Timestamp, default=_utcnow)
+
+
+class Artifact(Base):
+    """A rich output a run publishes for people to see: markdown, a table, a link or progress.
+
+    Artifacts sharing a ``key`` form its history; the newest is the key's latest version.
+    """
+
+    __tablename__ = "artifacts"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    key: Mapped[str | None] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(20))
+    description: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[Any] = mapped_column(JSONColumn, nullable=False)
+    flow_run_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("flow_runs.id", ondelete="CASCADE")
+    )
+    task_run_id: Mapped[uuid.UUID | None]
+    created: Mapped[datetime.datetime] = mapped_column(Timestamp, default=_utcnow)
+
+    __table_args__ = (
+        Index(None, "key", "created"),
+        Index(None, "flow_run_id", "created"),
+        Index(None, "created"),
+    )
+
+
+class ConcurrencyLimit(Base):
+    """At most ``limit`` slots held at once: of a tag's task runs, or of any named thing."""
+
+    __tablename__ = "concurrency_limits"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    limit: Mapped[int] = mapped_column(Integer)
+    created: Mapped[datetime.datetime] = mapped_column(Timestamp, default=_utcnow)
+    updated: Mapped[datetime.datetime] = mapped_column(Timestamp, default=_utcnow)
+
+
+class ConcurrencyLease(Base):
+    """Slots of a limit, held until released or until ``expires`` (the holder renews)."""
+
+    __tablename__ = "concurrency_leases"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    limit_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("concurrency_limits.id", ondelete="CASCADE")
+    )
+    slots: Mapped[int] = mapped_column(Integer)
+    holder: Mapped[str | None] = mapped_column(String(255))
+    expires: Mapped[datetime.datetime] = mapped_column(Timestamp)
+    created: Mapped[datetime.datetime] = mapped_column(Timestamp, default=_utcnow)
+
+    __table_args__ = (
+        # Active slots of a limit: its unexpired leases.
+        Index(None, "limit_id", "expires"),
+    )

@@ -1,0 +1,122 @@
+"""Artifacts from inside flows and tasks: markdown, tables, links and progress for people.
+
+Each function publishes one artifact, attached to the current flow run and task run, and
+returns its id. With ``CONVEYOR_BACKEND=none`` nothing is recorded and a fresh id is
+returned. Artifacts sharing a ``key`` form its history; the newest is its latest version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from conveyor.exceptions import ConveyorError
+from conveyor.schemas.api import ArtifactCreate, ArtifactType
+from conveyor.settings import Settings
+
+if TYPE_CHECKING:
+    from conveyor.client.api import ConveyorClient
+    from conveyor.client.portal import Portal
+
+__all__ = [
+    "create_link_artifact",
+    "create_markdown_artifact",
+    "create_progress_artifact",
+    "create_table_artifact",
+]
+
+_lock = threading.Lock()
+# One client (on its own portal loop) per process, for the settings it was made with.
+_connection: tuple[Settings, Portal, ConveyorClient] | None = None
+
+
+def _client_for(settings: Settings) -> tuple[Portal, ConveyorClient]:
+    """The cached (portal, client) for ``settings``, made on first use."""
+    global _connection
+    with _lock:
+        if _connection is None or _connection[0] is not settings:
+            from conveyor.client.embedded import connect
+            from conveyor.client.portal import Portal
+
+            if _connection is not None:  # settings changed (use_settings): a new backend
+                _close(_connection[1], _connection[2])
+                _connection = None
+            portal = Portal("conveyor-artifacts")
+            client = portal.call(connect(settings))
+            _connection = (settings, portal, client)
+        return _connection[1], _connection[2]
+
+
+def _close(portal: Portal, client: ConveyorClient) -> None:
+    # Closing is best effort: the old backend may be gone.
+    with contextlib.suppress(ConveyorError, OSError, TimeoutError):
+        portal.call(client.aclose(), timeout=10)
+    portal.stop()
+
+
+def _run_ids() -> tuple[uuid.UUID | None, uuid.UUID | None]:
+    """The current (flow run id, task run id); None outside of a run."""
+    from conveyor.engine.context import flow_run_context, task_run_context
+
+    task_ctx = task_run_context.get()
+    if task_ctx is not None:
+        return task_ctx.environment.flow_run_id, task_ctx.task_run.id
+    flow_ctx = flow_run_context.get()
+    if flow_ctx is not None:
+        return flow_ctx.flow_run.id, None
+    return None, None
+
+
+def _create(type_: ArtifactType, data: Any, key: str | None, description: str | None) -> uuid.UUID:
+    from conveyor.engine.runtime import get_settings
+
+    flow_run_id, task_run_id = _run_ids()
+    body = ArtifactCreate(
+        key=key,
+        type=type_,
+        description=description,
+        data=data,
+        flow_run_id=flow_run_id,
+        task_run_id=task_run_id,
+    )
+    settings = get_settings()
+    if settings.backend == "none":
+        return uuid.uuid4()
+    portal, client = _client_for(settings)
+    artifact = portal.call(client.create_artifact(body))
+    return artifact.id
+
+
+def create_markdown_artifact(
+    markdown: str, key: str | None = None, description: str | None = None
+) -> uuid.UUID:
+    """Publish a markdown document; returns the artifact's id."""
+    return _create(ArtifactType.MARKDOWN, markdown, key, description)
+
+
+def create_table_artifact(
+    table: list[dict[str, Any]] | dict[str, list[Any]],
+    key: str | None = None,
+    description: str | None = None,
+) -> uuid.UUID:
+    """Publish a table: a list of row dicts, or ``{"columns": [...], "rows": [[...]]}``."""
+    return _create(ArtifactType.TABLE, table, key, description)
+
+
+def create_link_artifact(
+    link: str,
+    link_text: str | None = None,
+    key: str | None = None,
+    description: str | None = None,
+) -> uuid.UUID:
+    """Publish a link (shown as ``link_text`` when given); returns the artifact's id."""
+    return _create(ArtifactType.LINK, {"url": link, "text": link_text}, key, description)
+
+
+def create_progress_artifact(
+    progress: float, key: str | None = None, description: str | None = None
+) -> uuid.UUID:
+    """Publish progress, a number from 0 to 100; returns the artifact's id."""
+    return _create(ArtifactType.PROGRESS, progress, key, description)
