@@ -5,7 +5,6 @@ Talks to ``CONVEYOR_API_URL`` when it is set, otherwise to the local database (e
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -35,6 +34,8 @@ STATE_COLOURS = {
 
 def _with_client(action: Callable[[ConveyorClient], Awaitable[T]]) -> T:
     """Run ``action`` with a connected client; API errors become one line and exit 1."""
+    import asyncio
+
     from conveyor.cli.main import fail
     from conveyor.client.embedded import connect
     from conveyor.exceptions import ConveyorError
@@ -161,6 +162,8 @@ def flow_run_logs(
     run_id = _parse_id(flow_run_id, "flow run")
     console = Console(highlight=False)
     levels = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
+
+    import asyncio
 
     async def tail(client: ConveyorClient) -> None:
         await client.read_flow_run(run_id)  # a clear 404 for an unknown run

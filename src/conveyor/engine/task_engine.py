@@ -64,7 +64,7 @@ class TaskRunEngine:
         self.cache_key: str | None = None
         self.result_store: ResultStore | None = None
         self.name = self._render_name()
-        self.task_run = TaskRun.model_construct(
+        self.task_run = TaskRun(
             id=self.task_run_id,
             name=self.name,
             task_key=self.task.task_key,
@@ -109,9 +109,7 @@ class TaskRunEngine:
             if self.seq == 1:
                 self.recorder.emit(self.task_run)
             self.recorder.emit(
-                TaskRunStateRecord.model_construct(
-                    task_run_id=self.task_run_id, seq=self.seq, state=state
-                )
+                TaskRunStateRecord(task_run_id=self.task_run_id, seq=self.seq, state=state)
             )
         return state
 

@@ -75,7 +75,7 @@ def run_packed_call(payload: bytes, upstream: dict[int, bytes] | None = None) ->
             "Finished in state %r", failed, extra=_run_names(call)
         )
         events = [
-            TaskRunStateRecord.model_construct(task_run_id=e.task_run_id, seq=e.seq, state=failed)
+            TaskRunStateRecord(task_run_id=e.task_run_id, seq=e.seq, state=failed)
             if isinstance(e, TaskRunStateRecord) and e.state is state
             else e
             for e in recorder.events

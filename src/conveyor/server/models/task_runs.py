@@ -123,7 +123,9 @@ def _task_run_values(run: TaskRun, summary: _Summary | None) -> dict[str, Any]:
         "dynamic_key": run.dynamic_key,
         "map_index": run.map_index,
         "tags": list(run.tags),
-        "task_inputs": [i.model_dump(mode="json") for i in run.task_inputs],
+        "task_inputs": [
+            {"task_run_id": str(i.task_run_id), "parameter": i.parameter} for i in run.task_inputs
+        ],
         "cache_key": run.cache_key,
         "state_type": None,
         "state_name": None,
