@@ -19,6 +19,7 @@ from conveyor.settings import Settings
 if TYPE_CHECKING:
     from conveyor.client.api import ConveyorClient
     from conveyor.client.portal import Portal
+    from conveyor.client.transport import ApiTransport
 
 __all__ = [
     "create_link_artifact",
@@ -84,9 +85,29 @@ def _create(type_: ArtifactType, data: Any, key: str | None, description: str | 
     settings = get_settings()
     if settings.backend == "none":
         return uuid.uuid4()
+    transport = _run_transport()
+    if transport is not None:  # the run's own connection: no second client or app
+        return transport.call(lambda client: client.create_artifact(body)).id
     portal, client = _client_for(settings)
     artifact = portal.call(client.create_artifact(body))
     return artifact.id
+
+
+def _run_transport() -> ApiTransport | None:
+    """The API transport the current run records through, if it has one here."""
+    from conveyor.engine import runtime
+    from conveyor.engine.concurrency import transport_of
+    from conveyor.engine.context import flow_run_context, task_run_context
+
+    task_ctx = task_run_context.get()
+    flow_ctx = flow_run_context.get()
+    if task_ctx is not None:
+        recorder = task_ctx.recorder
+    elif flow_ctx is not None:
+        recorder = flow_ctx.recorder
+    else:
+        recorder = runtime.get_recorder()
+    return transport_of(recorder)
 
 
 def create_markdown_artifact(
