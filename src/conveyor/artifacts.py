@@ -17,8 +17,6 @@ from conveyor.schemas.api import ArtifactCreate, ArtifactType
 from conveyor.settings import Settings
 
 if TYPE_CHECKING:
-    from conveyor.client.api import ConveyorClient
-    from conveyor.client.portal import Portal
     from conveyor.client.transport import ApiTransport
 
 __all__ = [
@@ -29,32 +27,22 @@ __all__ = [
 ]
 
 _lock = threading.Lock()
-# One client (on its own portal loop) per process, for the settings it was made with.
-_connection: tuple[Settings, Portal, ConveyorClient] | None = None
+# For a run whose recorder has no API connection of its own (a custom recorder): one
+# transport per process, for the settings it was made with.
+_fallback: tuple[Settings, ApiTransport] | None = None
 
 
-def _client_for(settings: Settings) -> tuple[Portal, ConveyorClient]:
-    """The cached (portal, client) for ``settings``, made on first use."""
-    global _connection
+def _fallback_transport(settings: Settings) -> ApiTransport:
+    global _fallback
     with _lock:
-        if _connection is None or _connection[0] is not settings:
-            from conveyor.client.embedded import connect
-            from conveyor.client.portal import Portal
+        if _fallback is None or _fallback[0] is not settings:
+            from conveyor.client.transport import ApiTransport
 
-            if _connection is not None:  # settings changed (use_settings): a new backend
-                _close(_connection[1], _connection[2])
-                _connection = None
-            portal = Portal("conveyor-artifacts")
-            client = portal.call(connect(settings))
-            _connection = (settings, portal, client)
-        return _connection[1], _connection[2]
-
-
-def _close(portal: Portal, client: ConveyorClient) -> None:
-    # Closing is best effort: the old backend may be gone.
-    with contextlib.suppress(ConveyorError, OSError, TimeoutError):
-        portal.call(client.aclose(), timeout=10)
-    portal.stop()
+            if _fallback is not None:  # settings changed (use_settings): a new backend
+                with contextlib.suppress(ConveyorError, OSError, TimeoutError):
+                    _fallback[1].close()  # best effort: the old backend may be gone
+            _fallback = (settings, ApiTransport(settings))
+        return _fallback[1]
 
 
 def _run_ids() -> tuple[uuid.UUID | None, uuid.UUID | None]:
@@ -85,12 +73,9 @@ def _create(type_: ArtifactType, data: Any, key: str | None, description: str | 
     settings = get_settings()
     if settings.backend == "none":
         return uuid.uuid4()
-    transport = _run_transport()
-    if transport is not None:  # the run's own connection: no second client or app
-        return transport.call(lambda client: client.create_artifact(body)).id
-    portal, client = _client_for(settings)
-    artifact = portal.call(client.create_artifact(body))
-    return artifact.id
+    # The run's own connection when it has one: no second client, or second embedded app.
+    transport = _run_transport() or _fallback_transport(settings)
+    return transport.call(lambda client: client.create_artifact(body)).id
 
 
 def _run_transport() -> ApiTransport | None:
