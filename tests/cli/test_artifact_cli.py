@@ -3,17 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import invoke
+from typer.testing import CliRunner
 
+from conveyor.cli.main import app
 from conveyor.client.embedded import connect
 from conveyor.schemas.api import ArtifactCreate, ArtifactRead, ArtifactType, FlowRunCreate
 from conveyor.settings import Settings
 
-pytestmark = pytest.mark.usefixtures("clean_env")
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No CONVEYOR_* variables from the developer's shell; CONVEYOR_HOME in a temp dir."""
+    for name in list(os.environ):
+        if name.startswith("CONVEYOR_"):
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    monkeypatch.setenv("CONVEYOR_HOME", str(home))
+    monkeypatch.setenv("COLUMNS", "300")
+    return home
+
+
+def invoke(*args: str, code: int = 0) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == code, result.output
+    return result.output
 
 
 def publish(

@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
-import pytest
-from cli_helpers import invoke
+import os
+from pathlib import Path
 
-pytestmark = pytest.mark.usefixtures("clean_env")
+import pytest
+from typer.testing import CliRunner
+
+from conveyor.cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for name in list(os.environ):
+        if name.startswith("CONVEYOR_"):
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    monkeypatch.setenv("CONVEYOR_HOME", str(home))
+    monkeypatch.setenv("COLUMNS", "300")
+    return home
+
+
+def invoke(*args: str, code: int = 0) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == code, result.output
+    return result.output
 
 
 def test_create_then_ls_and_inspect_show_name_limit_and_active_slots() -> None:

@@ -6,13 +6,14 @@ The migrations themselves are tested on both dialects in tests/server/database.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from cli_helpers import runner
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
 from conveyor.cli import database as database_cli
 from conveyor.cli.main import app
@@ -20,7 +21,19 @@ from conveyor.server.database.engine import Database
 from conveyor.server.database.migrate import current_revision, head_revision
 from conveyor.server.database.orm import Flow
 
-pytestmark = pytest.mark.usefixtures("clean_env")
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No CONVEYOR_* variables from the developer's shell; CONVEYOR_HOME in a temp dir."""
+    for name in list(os.environ):
+        if name.startswith("CONVEYOR_"):
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    monkeypatch.setenv("CONVEYOR_HOME", str(home))
+    monkeypatch.setenv("COLUMNS", "300")
+    return home
 
 
 @pytest.fixture

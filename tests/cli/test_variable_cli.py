@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
-from cli_helpers import invoke, runner
+from typer.testing import CliRunner
 
 from conveyor.cli.main import app
 
-pytestmark = pytest.mark.usefixtures("clean_env")
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No CONVEYOR_* variables from the developer's shell; CONVEYOR_HOME in a temp dir."""
+    for name in list(os.environ):
+        if name.startswith("CONVEYOR_"):
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    monkeypatch.setenv("CONVEYOR_HOME", str(home))
+    monkeypatch.setenv("COLUMNS", "300")
+    return home
+
+
+def invoke(*args: str, code: int = 0) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == code, result.output
+    return result.output
 
 
 def test_set_then_get_prints_a_json_value() -> None:
