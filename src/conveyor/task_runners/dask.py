@@ -70,7 +70,7 @@ class DaskTaskRunner(TaskRunner):
         self._client: Any = None
         self._cluster: Any = None
         self._lock = threading.Lock()
-        self._pending: set[ConveyorFuture[Any]] = set()
+        self._pending = remote.PendingRuns()
 
     def duplicate(self) -> DaskTaskRunner:
         return DaskTaskRunner(
@@ -131,10 +131,7 @@ class DaskTaskRunner(TaskRunner):
         _ = self.client  # connect now so a bad address fails before any task runs
 
     def submit(self, call: TaskCall) -> ConveyorFuture[Any]:
-        future: ConveyorFuture[Any] = ConveyorFuture(call.task_run_id, call.task.name)
-        with self._lock:
-            self._pending.add(future)
-        future.add_done_callback(self._forget)
+        future = self._pending.new_future(call)
         recorder = self.recorder
         shipped, upstream = call.with_placeholders()
         local = [f for f in upstream if f.native is None]
@@ -168,18 +165,9 @@ class DaskTaskRunner(TaskRunner):
         native.add_done_callback(done)
         return future
 
-    def _forget(self, future: ConveyorFuture[Any]) -> None:
-        with self._lock:
-            self._pending.discard(future)
-
     def shutdown(self, wait: bool = True) -> None:
-        while wait:
-            with self._lock:
-                pending = list(self._pending)
-            if not pending:
-                break
-            for future in pending:
-                future.wait()
+        if wait:
+            self._pending.wait_all()
         with self._lock:
             client, cluster = self._client, self._cluster
             self._client = self._cluster = None

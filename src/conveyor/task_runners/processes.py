@@ -33,7 +33,7 @@ class ProcessPoolTaskRunner(TaskRunner):
         self.max_workers = max_workers or os.cpu_count() or 1
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
-        self._pending: set[ConveyorFuture[Any]] = set()
+        self._pending = remote.PendingRuns()
 
     def duplicate(self) -> ProcessPoolTaskRunner:
         return ProcessPoolTaskRunner(self.max_workers)
@@ -50,20 +50,13 @@ class ProcessPoolTaskRunner(TaskRunner):
             return self._executor
 
     def submit(self, call: TaskCall) -> ConveyorFuture[Any]:
-        future: ConveyorFuture[Any] = ConveyorFuture(call.task_run_id, call.task.name)
-        with self._lock:
-            self._pending.add(future)
-        future.add_done_callback(self._forget)
+        future = self._pending.new_future(call)
         remaining = [f for f in call.upstream_futures() if not f.done()]
         if not remaining:
             self._ship(call, future)
         else:
             _when_all_done(remaining, lambda: self._ship(call, future))
         return future
-
-    def _forget(self, future: ConveyorFuture[Any]) -> None:
-        with self._lock:
-            self._pending.discard(future)
 
     def _ship(self, call: TaskCall, future: ConveyorFuture[Any]) -> None:
         recorder = self.recorder
@@ -97,14 +90,8 @@ class ProcessPoolTaskRunner(TaskRunner):
             return self._pool().submit(remote.run_packed_call, payload)
 
     def shutdown(self, wait: bool = True) -> None:
-        # Calls still waiting on upstream runs are shipped from callbacks; wait for all.
-        while wait:
-            with self._lock:
-                pending = list(self._pending)
-            if not pending:
-                break
-            for future in pending:
-                future.wait()
+        if wait:
+            self._pending.wait_all()
         with self._lock:
             executor, self._executor = self._executor, None
         if executor is not None:

@@ -9,6 +9,7 @@ a result that cannot travel becomes a clear failure instead of a broken pool.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
 from conveyor.client.recorder import CollectingRecorder, RunRecorder
@@ -141,3 +142,37 @@ def record_crash(call: TaskCall, recorder: RunRecorder, exc: BaseException) -> S
         engine.set_state(Crashed(data=exc, message=message))
     engine.log_final()
     return engine.state
+
+
+class PendingRuns:
+    """The futures a remote runner has handed out and not yet resolved.
+
+    Calls still waiting on upstream runs are shipped later, from callbacks, so a runner's
+    shutdown waits on these rather than on its executor alone.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._futures: set[ConveyorFuture[Any]] = set()
+
+    def new_future(self, call: TaskCall) -> ConveyorFuture[Any]:
+        from conveyor.engine.futures import ConveyorFuture
+
+        future: ConveyorFuture[Any] = ConveyorFuture(call.task_run_id, call.task.name)
+        with self._lock:
+            self._futures.add(future)
+        future.add_done_callback(self._forget)
+        return future
+
+    def _forget(self, future: ConveyorFuture[Any]) -> None:
+        with self._lock:
+            self._futures.discard(future)
+
+    def wait_all(self) -> None:
+        while True:
+            with self._lock:
+                pending = list(self._futures)
+            if not pending:
+                return
+            for future in pending:
+                future.wait()
