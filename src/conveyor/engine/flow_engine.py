@@ -37,7 +37,7 @@ from conveyor.engine.futures import ConveyorFuture
 from conveyor.engine.inputs import iter_leaves, walk
 from conveyor.engine.names import generate_run_name
 from conveyor.engine.options import delay_for_attempt
-from conveyor.engine.run_logging import configure_logging
+from conveyor.engine.run_logging import configure_logging, run_log_extra
 from conveyor.exceptions import ConfigurationError, FlowRunTimeoutError
 from conveyor.schemas.runs import FlowRun
 from conveyor.schemas.states import (
@@ -124,12 +124,7 @@ class FlowRunEngine:
             ) from None
 
     def log_extra(self) -> dict[str, Any]:
-        return {
-            "flow_run_id": self.flow_run.id,
-            "flow_run_name": self.flow_run.name,
-            "task_run_id": None,
-            "task_run_name": None,
-        }
+        return run_log_extra(self.flow_run.id, self.flow_run.name)
 
     def propose(self, state: State) -> State:
         state.state_details.flow_run_id = self.flow_run.id

@@ -13,6 +13,7 @@ import datetime
 import logging
 import sys
 import threading
+import uuid
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -35,6 +36,21 @@ class RunLoggerAdapter(logging.LoggerAdapter[logging.Logger]):
         return msg, kwargs
 
 
+def run_log_extra(
+    flow_run_id: uuid.UUID | None,
+    flow_run_name: str | None,
+    task_run_id: uuid.UUID | None = None,
+    task_run_name: str | None = None,
+) -> dict[str, Any]:
+    """The ``extra`` that ties a log record to its run: for the console and the recorder."""
+    return {
+        "flow_run_id": flow_run_id,
+        "flow_run_name": flow_run_name,
+        "task_run_id": task_run_id,
+        "task_run_name": task_run_name,
+    }
+
+
 def get_run_logger() -> logging.LoggerAdapter[logging.Logger]:
     """A logger for the current task run (inside a task) or flow run (inside a flow)."""
     task_ctx = task_run_context.get()
@@ -42,23 +58,15 @@ def get_run_logger() -> logging.LoggerAdapter[logging.Logger]:
         env = task_ctx.environment
         return RunLoggerAdapter(
             logging.getLogger("conveyor.task_runs"),
-            {
-                "flow_run_id": env.flow_run_id,
-                "flow_run_name": env.flow_run_name,
-                "task_run_id": task_ctx.task_run.id,
-                "task_run_name": task_ctx.task_run.name,
-            },
+            run_log_extra(
+                env.flow_run_id, env.flow_run_name, task_ctx.task_run.id, task_ctx.task_run.name
+            ),
         )
     flow_ctx = flow_run_context.get()
     if flow_ctx is not None:
         return RunLoggerAdapter(
             logging.getLogger("conveyor.flow_runs"),
-            {
-                "flow_run_id": flow_ctx.flow_run.id,
-                "flow_run_name": flow_ctx.flow_run.name,
-                "task_run_id": None,
-                "task_run_name": None,
-            },
+            run_log_extra(flow_ctx.flow_run.id, flow_ctx.flow_run.name),
         )
     raise NotInFlowError(
         "get_run_logger() was called outside of a flow or task run; "

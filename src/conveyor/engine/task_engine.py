@@ -22,6 +22,7 @@ from conveyor.engine.effects import Blocking, Call, Effect, RunHooks, Sleep, Ste
 from conveyor.engine.futures import ConveyorFuture
 from conveyor.engine.inputs import iter_leaves, walk
 from conveyor.engine.options import delay_for_attempt
+from conveyor.engine.run_logging import run_log_extra
 from conveyor.engine.task_call import UpstreamPlaceholder
 from conveyor.exceptions import ConfigurationError, TaskRunTimeoutError, UpstreamTaskError
 from conveyor.schemas.runs import TaskRun, TaskRunInput, TaskRunStateRecord
@@ -360,12 +361,9 @@ class TaskRunEngine:
             )
 
     def log_extra(self) -> dict[str, Any]:
-        return {
-            "flow_run_id": self.env.flow_run_id,
-            "flow_run_name": self.env.flow_run_name,
-            "task_run_id": self.task_run_id,
-            "task_run_name": self.name,
-        }
+        return run_log_extra(
+            self.env.flow_run_id, self.env.flow_run_name, self.task_run_id, self.name
+        )
 
 
 def _run_id_of(value: Any) -> uuid.UUID | None:

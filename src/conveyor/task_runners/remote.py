@@ -48,7 +48,7 @@ def pack_call(call: TaskCall) -> bytes:
 
 def run_packed_call(payload: bytes, upstream: dict[int, bytes] | None = None) -> bytes:
     """The function a worker process runs: unpack, run the engine, pack the outcome."""
-    from conveyor.engine.run_logging import configure_logging
+    from conveyor.engine.run_logging import configure_logging, run_log_extra
 
     call: TaskCall = loads(payload)
     if upstream:
@@ -73,7 +73,14 @@ def run_packed_call(payload: bytes, upstream: dict[int, bytes] | None = None) ->
         failed = Failed(data=error, message=str(error))
         failed.state_details = state.state_details
         logging.getLogger("conveyor.task_runs").error(
-            "Finished in state %r", failed, extra=_run_names(call)
+            "Finished in state %r",
+            failed,
+            extra=run_log_extra(
+                call.environment.flow_run_id,
+                call.environment.flow_run_name,
+                call.task_run_id,
+                f"{call.task.name}-{call.dynamic_key}",
+            ),
         )
         events = [
             TaskRunStateRecord(task_run_id=e.task_run_id, seq=e.seq, state=failed)
@@ -98,15 +105,6 @@ def _make_error_portable(state: State) -> None:
             f"{type(exc).__name__}: {exc} (the exception itself could not be sent back "
             f"from the worker: {type(error).__name__}: {error})"
         )
-
-
-def _run_names(call: TaskCall) -> dict[str, object]:
-    return {
-        "flow_run_id": call.environment.flow_run_id,
-        "flow_run_name": call.environment.flow_run_name,
-        "task_run_id": call.task_run_id,
-        "task_run_name": f"{call.task.name}-{call.dynamic_key}",
-    }
 
 
 def settle(
