@@ -81,7 +81,7 @@ class Settings:
 
     @property
     def effective_database_url(self) -> str:
-        return self.database_url or f"sqlite+aiosqlite:///{self.home / 'conveyor.db'}"
+        return self.database_url or f"sqlite:///{self.home / 'conveyor.db'}"
 
     @property
     def default_result_storage(self) -> str:

@@ -39,14 +39,13 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 @pytest.fixture
 def url(clean_env: Path) -> str:
     """The URL the commands use by default: SQLite under CONVEYOR_HOME."""
-    return f"sqlite+aiosqlite:///{clean_env / 'conveyor.db'}"
+    return f"sqlite:///{clean_env / 'conveyor.db'}"
 
 
 async def _add_flow(url: str) -> None:
     database = Database(url)
     try:
-        async with database.write() as session:
-            session.add(Flow(name="etl"))
+        await database.write(lambda session: session.add(Flow(name="etl")))
     finally:
         await database.dispose()
 
@@ -57,8 +56,7 @@ async def _state(url: str) -> tuple[str | None, int]:
         revision = await current_revision(database)
         if revision is None:
             return None, 0
-        async with database.read() as session:
-            count = await session.scalar(select(func.count()).select_from(Flow))
+        count = await database.read(lambda s: s.scalar(select(func.count()).select_from(Flow)))
         return revision, count or 0
     finally:
         await database.dispose()
@@ -89,7 +87,7 @@ def test_upgrade_creates_the_tables_then_has_nothing_to_do(url: str) -> None:
 
 
 def test_upgrade_uses_conveyor_database_url(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'elsewhere' / 'db.sqlite'}"
+    url = f"sqlite:///{tmp_path / 'elsewhere' / 'db.sqlite'}"
     result = runner.invoke(app, ["database", "upgrade"], env={"CONVEYOR_DATABASE_URL": url})
     assert result.exit_code == 0, result.output
     assert url in result.stdout
@@ -143,11 +141,19 @@ def test_unreachable_database_is_one_line_without_the_password() -> None:
     assert "s3cret" not in result.output
 
 
-def test_a_sync_driver_url_gets_a_hint(tmp_path: Path) -> None:
-    env = {"CONVEYOR_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}"}
+def test_an_unsupported_driver_url_gets_a_hint() -> None:
+    env = {"CONVEYOR_DATABASE_URL": "postgresql+psycopg2://postgres@127.0.0.1:1/test"}
     result = runner.invoke(app, ["database", "reset", "--yes"], env=env)
     assert result.exit_code == 1
-    assert "sqlite+aiosqlite://" in _one_error_line(result.stderr)
+    assert "postgresql+asyncpg://" in _one_error_line(result.stderr)
+
+
+@pytest.mark.parametrize("driver", ["sqlite", "sqlite+aiosqlite"])
+def test_both_sqlite_url_forms_work(driver: str, tmp_path: Path) -> None:
+    env = {"CONVEYOR_DATABASE_URL": f"{driver}:///{tmp_path / 'db.sqlite'}"}
+    result = runner.invoke(app, ["database", "upgrade"], env=env)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "db.sqlite").is_file()
 
 
 def test_help_loads_no_database_library() -> None:

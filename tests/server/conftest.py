@@ -51,7 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
-    # Only asyncio: the server runs on it (asyncpg, aiosqlite), and trio is not installed.
+    # Only asyncio: the server runs on it (asyncpg; SQLite work runs on threads), and trio is not installed.
     return "asyncio"
 
 
@@ -125,7 +125,7 @@ def new_database_url(
     made: list[str] = []
 
     def sqlite_url() -> str:
-        return f"sqlite+aiosqlite:///{tmp_path / f'conveyor-{len(made)}.db'}"
+        return f"sqlite:///{tmp_path / f'conveyor-{len(made)}.db'}"
 
     def postgres_url() -> str:
         admin_url: str = request.getfixturevalue("postgres_url")

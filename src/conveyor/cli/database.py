@@ -48,9 +48,9 @@ def _driver_hint(url: str) -> str:
         driver = make_url(url).drivername
     except ArgumentError:
         driver = ""
-    if driver in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+    if driver in ("sqlite", "sqlite+pysqlite", "sqlite+aiosqlite", "postgresql+asyncpg"):
         return ""
-    return " (Conveyor needs a sqlite+aiosqlite:// or postgresql+asyncpg:// URL)"
+    return " (Conveyor needs a sqlite:// or postgresql+asyncpg:// URL)"
 
 
 def _reason(exc: BaseException) -> str:

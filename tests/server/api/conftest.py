@@ -18,6 +18,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from conveyor.server.app import create_app
 from conveyor.server.database import orm
@@ -46,14 +47,16 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 def row_counts(database: Database) -> RowCounts:
+    def count_in(session: Session) -> dict[str, int]:
+        return {
+            str(model.__tablename__): session.execute(
+                select(func.count()).select_from(model)
+            ).scalar_one()
+            for model in TABLES
+        }
+
     async def count() -> dict[str, int]:
-        async with database.read() as session:
-            return {
-                str(model.__tablename__): (
-                    await session.execute(select(func.count()).select_from(model))
-                ).scalar_one()
-                for model in TABLES
-            }
+        return await database.read(count_in)
 
     return count
 

@@ -259,7 +259,7 @@ def test_processes_writing_one_sqlite_file_lose_nothing(tmp_path: Path) -> None:
         assert out.startswith("done"), (out, err)
 
     async def check() -> None:
-        async with _server(f"sqlite+aiosqlite:///{home / 'conveyor.db'}", home) as client:
+        async with _server(f"sqlite:///{home / 'conveyor.db'}", home) as client:
             total = processes * runs
             names: set[str] = set()
             for offset in range(0, total, 200):

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from conveyor.server.database import orm
 from conveyor.server.database.engine import Database
@@ -155,6 +156,7 @@ async def test_concurrent_sets_of_one_name_leave_one_row(
 
 
 async def _count(database: Database) -> int:
-    async with database.read() as session:
-        result = await session.execute(select(func.count()).select_from(orm.Variable))
-        return int(result.scalar_one())
+    def count(session: Session) -> int:
+        return int(session.execute(select(func.count()).select_from(orm.Variable)).scalar_one())
+
+    return await database.read(count)

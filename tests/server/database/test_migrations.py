@@ -23,6 +23,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
 
 import conveyor
 from conveyor.server.database.engine import Database
@@ -90,15 +91,13 @@ def _snapshot(connection: Connection) -> dict[str, Any]:
 async def _run(url: str, fn: Callable[[Connection], Any]) -> Any:
     database = Database(url)
     try:
-        async with database.writer.begin() as connection:
-            return await connection.run_sync(fn)
+        return await database.transaction(fn)
     finally:
         await database.dispose()
 
 
 async def _table_names(database: Database) -> set[str]:
-    async with database.reader.connect() as connection:
-        names = await connection.run_sync(lambda c: inspect(c).get_table_names())
+    names = await database.read(lambda session: inspect(session.connection()).get_table_names())
     return set(names)
 
 
@@ -132,23 +131,23 @@ async def test_migrated_schema_matches_create_all_in_every_detail(
 
 
 async def test_upgrade_again_is_a_no_op_that_keeps_data(database: Database) -> None:
-    async with database.write() as session:
-        session.add(Flow(name="etl"))
+    await database.write(lambda session: session.add(Flow(name="etl")))
     await upgrade(database)
     await upgrade(database)
-    async with database.read() as session:
-        names = (await session.scalars(select(Flow.name))).all()
+    names = await database.read(lambda session: session.scalars(select(Flow.name)).all())
     assert names == ["etl"]
     assert await current_revision(database) == head_revision()
 
 
 async def test_reset_drops_data_and_unknown_tables(database: Database) -> None:
-    async with database.write() as session:
+    def add_data(session: Session) -> None:
         session.add(Flow(name="etl"))
-        await session.execute(text("CREATE TABLE leftover (id INTEGER PRIMARY KEY)"))
+        session.execute(text("CREATE TABLE leftover (id INTEGER PRIMARY KEY)"))
+
+    await database.write(add_data)
     await reset(database)
-    async with database.read() as session:
-        assert await session.scalar(select(func.count()).select_from(Flow)) == 0
+    count = await database.read(lambda s: s.scalar(select(func.count()).select_from(Flow)))
+    assert count == 0
     assert await _table_names(database) == TABLES | {"alembic_version"}
     assert await current_revision(database) == head_revision()
 
@@ -260,8 +259,9 @@ def test_concurrent_upgrades_in_separate_processes_all_succeed(empty_database_ur
 
 
 async def test_upgrade_refuses_a_revision_it_does_not_know(database: Database) -> None:
-    async with database.write() as session:
-        await session.execute(text("UPDATE alembic_version SET version_num = 'f00d'"))
+    await database.write(
+        lambda session: session.execute(text("UPDATE alembic_version SET version_num = 'f00d'"))
+    )
     with pytest.raises(MigrationError, match=r"revision 'f00d'.*newer Conveyor"):
         await upgrade(database)
     # reset is the way out, and leaves a usable database.
@@ -275,8 +275,7 @@ async def test_downgrade_to_base_removes_every_table(database: Database) -> None
         config.attributes["connection"] = connection
         command.downgrade(config, "base")
 
-    async with database.writer.begin() as connection:
-        await connection.run_sync(downgrade)
+    await database.transaction(downgrade)
     assert await _table_names(database) == {"alembic_version"}
     assert await current_revision(database) is None
     await upgrade(database)
@@ -293,7 +292,7 @@ def test_one_head_and_the_migration_files_ship_with_the_package() -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["sqlite+aiosqlite:///unused.db", "postgresql+asyncpg://u@localhost/unused"]
+    "url", ["sqlite:///unused.db", "postgresql+asyncpg://u@localhost/unused"]
 )
 def test_offline_mode_renders_sql(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     command.upgrade(alembic_config(url), "head", sql=True)

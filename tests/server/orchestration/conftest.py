@@ -24,8 +24,7 @@ def new_run(database: Database) -> Callable[..., Awaitable[uuid.UUID]]:
 
     async def make(**fields: Any) -> uuid.UUID:
         data = FlowRunCreate(**{"flow_name": "etl", "name": "run", **fields})
-        async with database.write() as session:
-            run, created = await flow_runs.create_flow_run(session, data)
+        run, created = await database.write(flow_runs.create_flow_run, data)
         assert created
         return run.id
 

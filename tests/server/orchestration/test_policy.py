@@ -51,21 +51,19 @@ async def propose(
     transition_id: uuid.UUID | None = None,
 ) -> OrchestrationResult:
     state.state_details.transition_id = transition_id or uuid.uuid4()
-    async with database.write() as session:
-        result = await set_flow_run_state(session, run_id, state, force=force, now=now)
+    result = await database.write(set_flow_run_state, run_id, state, force=force, now=now)
     # The answer always says what happened and why.
     assert result.reason, result
     return result
 
 
 async def history(database: Database, run_id: uuid.UUID) -> list[tuple[StateType, str]]:
-    async with database.read() as session:
-        return [(StateType(s.type), s.name) for s in await flow_runs.read_states(session, run_id)]
+    states = await database.read(flow_runs.read_states, run_id)
+    return [(StateType(s.type), s.name) for s in states]
 
 
 async def current(database: Database, run_id: uuid.UUID) -> tuple[str | None, str | None, int]:
-    async with database.read() as session:
-        run = await flow_runs.read_flow_run(session, run_id)
+    run = await database.read(flow_runs.read_flow_run, run_id)
     assert run is not None
     return run.state_type, run.state_name, run.run_count
 

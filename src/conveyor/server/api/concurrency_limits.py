@@ -15,6 +15,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
+from sqlalchemy.orm import Session
 
 from conveyor.schemas.api import (
     CONCURRENCY_LIMIT_NAME_PATTERN,
@@ -80,10 +81,12 @@ async def set_limit(
     body: ConcurrencyLimitCreate, database: DB, waiters: Waiters
 ) -> ConcurrencyLimitRead:
     """Create the limit, or change the limit of the one with this name."""
-    async with database.write() as session:
-        row = await limits.set_limit(session, body.name, body.limit)
-        active = await limits.active_slots(session, [row.id], limits.utcnow())
-        result = _read(row, active)
+
+    def set_limit(session: Session) -> ConcurrencyLimitRead:
+        row = limits.set_limit(session, body.name, body.limit)
+        return _read(row, limits.active_slots(session, [row.id], limits.utcnow()))
+
+    result = await database.write(set_limit)
     waiters.notify(body.name)  # a raised limit frees slots
     return result
 
@@ -95,26 +98,31 @@ async def list_limits(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[ConcurrencyLimitRead]:
     """Limits sorted by name, with the slots their unexpired leases hold."""
-    async with database.read() as session:
-        rows = await limits.list_limits(session, limit, offset)
-        active = await limits.active_slots(session, [r.id for r in rows], limits.utcnow())
+
+    def read(session: Session) -> list[ConcurrencyLimitRead]:
+        rows = limits.list_limits(session, limit, offset)
+        active = limits.active_slots(session, [r.id for r in rows], limits.utcnow())
         return [_read(row, active) for row in rows]
+
+    return await database.read(read)
 
 
 @router.get("/concurrency_limits/{name}", response_model=ConcurrencyLimitRead)
 async def read_limit(name: Name, database: DB) -> ConcurrencyLimitRead:
-    async with database.read() as session:
-        row = await limits.read_limit(session, name)
+
+    def read(session: Session) -> ConcurrencyLimitRead:
+        row = limits.read_limit(session, name)
         if row is None:
             raise _not_found(name)
-        return _read(row, await limits.active_slots(session, [row.id], limits.utcnow()))
+        return _read(row, limits.active_slots(session, [row.id], limits.utcnow()))
+
+    return await database.read(read)
 
 
 @router.delete("/concurrency_limits/{name}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_limit(name: Name, database: DB, waiters: Waiters) -> Response:
     """Remove the limit and its leases; waiting acquirers get 404."""
-    async with database.write() as session:
-        deleted = await limits.delete_limit(session, name)
+    deleted = await database.write(limits.delete_limit, name)
     if not deleted:
         raise _not_found(name)
     waiters.notify(name)
@@ -124,8 +132,7 @@ async def delete_limit(name: Name, database: DB, waiters: Waiters) -> Response:
 @router.post("/concurrency_limits/{name}/reset", status_code=status.HTTP_204_NO_CONTENT)
 async def reset_limit(name: Name, database: DB, waiters: Waiters) -> Response:
     """Drop every lease of the limit: all its slots are free."""
-    async with database.write() as session:
-        found = await limits.reset_limit(session, name)
+    found = await database.write(limits.reset_limit, name)
     if not found:
         raise _not_found(name)
     waiters.notify(name)
@@ -139,25 +146,28 @@ async def acquire(
     """A lease of ``slots`` slots, waiting up to ``timeout_seconds`` for them (423 if not).
 
     404 when there is no such limit; 409 when it could never grant that many slots."""
+
+    def try_acquire(session: Session) -> ConcurrencyLeaseRead | None:
+        row = limits.read_limit(session, name, for_update=True)
+        if row is None:
+            raise _not_found(name)
+        if body.slots > row.limit:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                f"Concurrency limit {name!r} allows {row.limit} slot(s); "
+                f"{body.slots} can never be acquired.",
+            )
+        lease = limits.try_acquire(
+            session, row, body.slots, body.holder, body.ttl_seconds, limits.utcnow()
+        )
+        return ConcurrencyLeaseRead.model_validate(lease) if lease is not None else None
+
     loop = asyncio.get_running_loop()
     deadline = loop.time() + body.timeout_seconds
     while True:
         # Taken before looking, so a release between the look and the wait is not missed.
         event = waiters.event(name)
-        async with database.write() as session:
-            row = await limits.read_limit(session, name, for_update=True)
-            if row is None:
-                raise _not_found(name)
-            if body.slots > row.limit:
-                raise HTTPException(
-                    status.HTTP_409_CONFLICT,
-                    f"Concurrency limit {name!r} allows {row.limit} slot(s); "
-                    f"{body.slots} can never be acquired.",
-                )
-            lease = await limits.try_acquire(
-                session, row, body.slots, body.holder, body.ttl_seconds, limits.utcnow()
-            )
-            result = ConcurrencyLeaseRead.model_validate(lease) if lease is not None else None
+        result = await database.write(try_acquire)
         if result is not None:
             return result
         remaining = deadline - loop.time()
@@ -172,20 +182,22 @@ async def renew_lease(
     lease_id: uuid.UUID, body: ConcurrencyLeaseRenew, database: DB
 ) -> ConcurrencyLeaseRead:
     """Extend the lease to ``ttl_seconds`` from now; 404 if it was released or expired."""
-    async with database.write() as session:
-        lease = await limits.renew_lease(session, lease_id, body.ttl_seconds, limits.utcnow())
+
+    def renew(session: Session) -> ConcurrencyLeaseRead:
+        lease = limits.renew_lease(session, lease_id, body.ttl_seconds, limits.utcnow())
         if lease is None:
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND, f"No active concurrency lease {lease_id}."
             )
         return ConcurrencyLeaseRead.model_validate(lease)
 
+    return await database.write(renew)
+
 
 @router.delete("/concurrency_leases/{lease_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def release_lease(lease_id: uuid.UUID, database: DB, waiters: Waiters) -> Response:
     """Free the lease's slots (404 if it was already released, reset or expired away)."""
-    async with database.write() as session:
-        name = await limits.release_lease(session, lease_id)
+    name = await database.write(limits.release_lease, lease_id)
     if name is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No concurrency lease {lease_id}.")
     waiters.notify(name)

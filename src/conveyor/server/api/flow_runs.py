@@ -4,6 +4,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Response, status
+from sqlalchemy.orm import Session
 
 from conveyor.schemas.api import (
     FlowRunCreate,
@@ -36,58 +37,62 @@ def _missing(flow_run_id: uuid.UUID) -> HTTPException:
 @router.post("/", response_model=FlowRunRead, status_code=status.HTTP_201_CREATED)
 async def create_flow_run(body: FlowRunCreate, database: DB, response: Response) -> FlowRunRead:
     """Create a flow run. Repeating a request with the same ``id`` returns the same run."""
-    if body.parent_flow_run_id is not None:
-        async with database.read() as session:
-            if await flow_runs.read_flow_run(session, body.parent_flow_run_id) is None:
-                raise HTTPException(
-                    422,  # (the constant was renamed across Starlette versions)
-                    f"parent_flow_run_id: no flow run with id {body.parent_flow_run_id}.",
-                )
-    async with database.write() as session:
-        run, created = await flow_runs.create_flow_run(session, body)
-        if not created:
-            response.status_code = status.HTTP_200_OK
-        return _read(run, body.flow_name)
+
+    def create(session: Session) -> tuple[FlowRunRead, bool]:
+        parent = body.parent_flow_run_id
+        if parent is not None and flow_runs.read_flow_run(session, parent) is None:
+            raise HTTPException(
+                422,  # (the constant was renamed across Starlette versions)
+                f"parent_flow_run_id: no flow run with id {parent}.",
+            )
+        run, created = flow_runs.create_flow_run(session, body)
+        return _read(run, body.flow_name), created
+
+    run, created = await database.write(create)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return run
 
 
 @router.post("/filter", response_model=list[FlowRunRead])
 async def filter_flow_runs(body: FlowRunFilter, database: DB) -> list[FlowRunRead]:
-    async with database.read() as session:
-        return [_read(run, name) for run, name in await flow_runs.filter_flow_runs(session, body)]
+    return [_read(run, name) for run, name in await database.read(flow_runs.filter_flow_runs, body)]
 
 
 @router.get("/{flow_run_id}", response_model=FlowRunRead)
 async def read_flow_run(flow_run_id: uuid.UUID, database: DB) -> FlowRunRead:
-    async with database.read() as session:
-        run = await flow_runs.read_flow_run(session, flow_run_id)
+
+    def read(session: Session) -> FlowRunRead:
+        run = flow_runs.read_flow_run(session, flow_run_id)
         if run is None:
             raise _missing(flow_run_id)
-        return _read(run, await flow_runs.flow_name_of(session, run))
+        return _read(run, flow_runs.flow_name_of(session, run))
+
+    return await database.read(read)
 
 
 @router.post("/{flow_run_id}/set_state", response_model=OrchestrationResult)
 async def set_state(flow_run_id: uuid.UUID, body: SetState, database: DB) -> OrchestrationResult:
     """Propose a state; the answer says ACCEPT, REJECT, WAIT (with a delay) or ABORT."""
     try:
-        async with database.write() as session:
-            return await set_flow_run_state(session, flow_run_id, body.state, force=body.force)
+        return await database.write(set_flow_run_state, flow_run_id, body.state, force=body.force)
     except FlowRunNotFound:
         raise _missing(flow_run_id) from None
 
 
 @router.get("/{flow_run_id}/states", response_model=list[StateRead])
 async def read_states(flow_run_id: uuid.UUID, database: DB) -> list[StateRead]:
-    async with database.read() as session:
-        if await flow_runs.read_flow_run(session, flow_run_id) is None:
+
+    def read(session: Session) -> list[StateRead]:
+        if flow_runs.read_flow_run(session, flow_run_id) is None:
             raise _missing(flow_run_id)
-        return [
-            StateRead.model_validate(s) for s in await flow_runs.read_states(session, flow_run_id)
-        ]
+        return [StateRead.model_validate(s) for s in flow_runs.read_states(session, flow_run_id)]
+
+    return await database.read(read)
 
 
 @router.delete("/{flow_run_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_flow_run(flow_run_id: uuid.UUID, database: DB) -> Response:
-    async with database.write() as session:
-        if not await flow_runs.delete_flow_run(session, flow_run_id):
-            raise _missing(flow_run_id)
+    if not await database.write(flow_runs.delete_flow_run, flow_run_id):
+        raise _missing(flow_run_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

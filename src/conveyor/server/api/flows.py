@@ -17,9 +17,8 @@ DB = Annotated[Database, Depends(get_database)]
 @router.post("/", response_model=FlowRead)
 async def create_flow(body: FlowCreate, database: DB) -> FlowRead:
     """Create a flow, or return the existing one with that name."""
-    async with database.write() as session:
-        flow = await flows.ensure_flow(session, body.name, body.tags)
-        return FlowRead.model_validate(flow)
+    flow = await database.write(flows.ensure_flow, body.name, body.tags)
+    return FlowRead.model_validate(flow)
 
 
 @router.get("/", response_model=list[FlowRead])
@@ -28,14 +27,14 @@ async def list_flows(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[FlowRead]:
-    async with database.read() as session:
-        return [FlowRead.model_validate(f) for f in await flows.list_flows(session, limit, offset)]
+    return [
+        FlowRead.model_validate(f) for f in await database.read(flows.list_flows, limit, offset)
+    ]
 
 
 @router.get("/{flow_id}", response_model=FlowRead)
 async def read_flow(flow_id: uuid.UUID, database: DB) -> FlowRead:
-    async with database.read() as session:
-        flow = await flows.read_flow(session, flow_id)
+    flow = await database.read(flows.read_flow, flow_id)
     if flow is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No flow with id {flow_id}.")
     return FlowRead.model_validate(flow)
@@ -43,8 +42,7 @@ async def read_flow(flow_id: uuid.UUID, database: DB) -> FlowRead:
 
 @router.delete("/{flow_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_flow(flow_id: uuid.UUID, database: DB) -> Response:
-    async with database.write() as session:
-        deleted = await flows.delete_flow(session, flow_id)
+    deleted = await database.write(flows.delete_flow, flow_id)
     if not deleted:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No flow with id {flow_id}.")
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from conveyor.server.api.deps import get_database
 from conveyor.server.database.engine import Database
@@ -11,9 +12,12 @@ from conveyor.server.database.engine import Database
 router = APIRouter(tags=["health"])
 
 
+def _ping(session: Session) -> None:
+    session.execute(text("SELECT 1"))
+
+
 @router.get("/health")
 async def health(database: Annotated[Database, Depends(get_database)]) -> dict[str, str]:
     """Liveness and database reachability."""
-    async with database.read() as session:
-        await session.execute(text("SELECT 1"))
+    await database.read(_ping)
     return {"status": "ok", "database": database.dialect}

@@ -16,5 +16,4 @@ DB = Annotated[Database, Depends(get_database)]
 @router.post("/filter", response_model=list[LogRead])
 async def filter_logs(body: LogFilter, database: DB) -> list[LogRead]:
     """Logs oldest first; pass the last id seen as ``after_id`` to follow new ones."""
-    async with database.read() as session:
-        return [LogRead.model_validate(log) for log in await logs.filter_logs(session, body)]
+    return [LogRead.model_validate(log) for log in await database.read(logs.filter_logs, body)]

@@ -4,6 +4,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, status
+from sqlalchemy.orm import Session
 
 from conveyor.schemas.api import (
     RecordBatch,
@@ -26,22 +27,19 @@ async def record(body: RecordBatch, database: DB) -> RecordBatchResult:
 
     Idempotent: repeating a batch records nothing new; states apply in ``seq`` order.
     """
-    async with database.write() as session:
-        return await task_runs.record_batch(session, body)
+    return await database.write(task_runs.record_batch, body)
 
 
 @router.post("/task_runs/filter", response_model=list[TaskRunRead])
 async def filter_task_runs(body: TaskRunFilter, database: DB) -> list[TaskRunRead]:
-    async with database.read() as session:
-        return [
-            TaskRunRead.model_validate(r) for r in await task_runs.filter_task_runs(session, body)
-        ]
+    return [
+        TaskRunRead.model_validate(r) for r in await database.read(task_runs.filter_task_runs, body)
+    ]
 
 
 @router.get("/task_runs/{task_run_id}", response_model=TaskRunRead)
 async def read_task_run(task_run_id: uuid.UUID, database: DB) -> TaskRunRead:
-    async with database.read() as session:
-        run = await task_runs.read_task_run(session, task_run_id)
+    run = await database.read(task_runs.read_task_run, task_run_id)
     if run is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No task run with id {task_run_id}.")
     return TaskRunRead.model_validate(run)
@@ -49,8 +47,11 @@ async def read_task_run(task_run_id: uuid.UUID, database: DB) -> TaskRunRead:
 
 @router.get("/task_runs/{task_run_id}/states", response_model=list[TaskRunStateRead])
 async def read_task_run_states(task_run_id: uuid.UUID, database: DB) -> list[TaskRunStateRead]:
-    async with database.read() as session:
-        if await task_runs.read_task_run(session, task_run_id) is None:
+
+    def read(session: Session) -> list[TaskRunStateRead]:
+        if task_runs.read_task_run(session, task_run_id) is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"No task run with id {task_run_id}.")
-        states = await task_runs.read_task_run_states(session, task_run_id)
+        states = task_runs.read_task_run_states(session, task_run_id)
         return [TaskRunStateRead.model_validate(s) for s in states]
+
+    return await database.read(read)

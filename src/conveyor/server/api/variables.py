@@ -27,9 +27,8 @@ Name = Annotated[
 @router.put("/{name}", response_model=VariableRead)
 async def set_variable(name: Name, body: VariableSet, database: DB) -> VariableRead:
     """Create the variable, or replace its value and tags."""
-    async with database.write() as session:
-        variable = await variables.set_variable(session, name, body.value, body.tags)
-        return VariableRead.model_validate(variable)
+    variable = await database.write(variables.set_variable, name, body.value, body.tags)
+    return VariableRead.model_validate(variable)
 
 
 @router.get("/", response_model=list[VariableRead])
@@ -39,15 +38,13 @@ async def list_variables(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[VariableRead]:
     """Variables sorted by name."""
-    async with database.read() as session:
-        rows = await variables.list_variables(session, limit, offset)
-        return [VariableRead.model_validate(v) for v in rows]
+    rows = await database.read(variables.list_variables, limit, offset)
+    return [VariableRead.model_validate(v) for v in rows]
 
 
 @router.get("/{name}", response_model=VariableRead)
 async def read_variable(name: Name, database: DB) -> VariableRead:
-    async with database.read() as session:
-        variable = await variables.read_variable(session, name)
+    variable = await database.read(variables.read_variable, name)
     if variable is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No variable named {name!r}.")
     return VariableRead.model_validate(variable)
@@ -55,8 +52,7 @@ async def read_variable(name: Name, database: DB) -> VariableRead:
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_variable(name: Name, database: DB) -> Response:
-    async with database.write() as session:
-        deleted = await variables.delete_variable(session, name)
+    deleted = await database.write(variables.delete_variable, name)
     if not deleted:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No variable named {name!r}.")
     return Response(status_code=status.HTTP_204_NO_CONTENT)

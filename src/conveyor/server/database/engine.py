@@ -1,31 +1,38 @@
-"""The async database engine and sessions, for SQLite (default) and PostgreSQL.
+"""The database: SQLite (default) or PostgreSQL, and the one way requests use it.
 
-SQLite: WAL (readers never block the writer), a long busy timeout, and every write
-transaction started with ``BEGIN IMMEDIATE`` so it queues for the write lock up front
-instead of failing with "database is locked" when a read lock cannot be upgraded.
-Within one process, writes also take an asyncio lock, so they queue in the event loop
-rather than in SQLite's busy handler.
+A request hands ``Database.read`` or ``Database.write`` a plain synchronous function of a
+``Session``; the function runs whole, in one transaction, in one hop off the event loop.
+Query code is written once, synchronously, for both dialects:
+
+* SQLite: the stdlib driver on worker threads. Writes run on a single writer thread, so
+  within one process they queue there instead of in SQLite's busy handler, and every
+  write transaction starts with ``BEGIN IMMEDIATE``, so across processes it queues for
+  the write lock up front rather than failing with "database is locked" when a read
+  lock cannot be upgraded. WAL lets readers run beside the writer. (An async driver
+  would instead hop threads once per statement: a dozen hops per request.)
+* PostgreSQL: asyncpg, with the function run through ``AsyncSession.run_sync``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import concurrent.futures
+import functools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session, sessionmaker
 
 BUSY_TIMEOUT_SECONDS = 60
+READER_THREADS = 4
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def _enable_wal(cursor: Any, operational_error: type[Exception]) -> None:
@@ -42,10 +49,14 @@ def _enable_wal(cursor: Any, operational_error: type[Exception]) -> None:
             time.sleep(0.01)
 
 
-def _sqlite_engine(url: str, begin: str) -> AsyncEngine:
-    engine = create_async_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS})
+def _sqlite_engine(url: str, begin: str) -> Engine:
+    engine = create_engine(
+        url,
+        connect_args={"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+        pool_size=READER_THREADS + 1,
+    )
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _: Any) -> None:
         # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite would defer it).
         dbapi_connection.isolation_level = None
@@ -56,50 +67,100 @@ def _sqlite_engine(url: str, begin: str) -> AsyncEngine:
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
-    def on_begin(connection: Any) -> None:
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: Connection) -> None:
         connection.exec_driver_sql(begin)
 
     return engine
 
 
+def _in_session(
+    sessions: sessionmaker[Session], begin: bool, fn: Callable[..., T], *args: Any
+) -> T:
+    with sessions() as session:
+        if not begin:
+            return fn(session, *args)
+        with session.begin():
+            return fn(session, *args)
+
+
+def _in_transaction(engine: Engine, fn: Callable[[Connection], T]) -> T:
+    with engine.begin() as connection:
+        return fn(connection)
+
+
 class Database:
-    """Sessions for reading and transactions for writing, on one database URL."""
+    """Runs a request's database work, reading or writing, on one database URL."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
+        self._sqlite: tuple[Engine, Engine] | None = None
+        self._postgres: AsyncEngine | None = None
         if self.dialect == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            self.reader = _sqlite_engine(url, "BEGIN")
-            self.writer = _sqlite_engine(url, "BEGIN IMMEDIATE")
+            # Any sqlite URL (sqlite+aiosqlite:// too, as earlier versions wrote) uses the
+            # stdlib driver.
+            sync_url = parsed.set(drivername="sqlite").render_as_string(hide_password=False)
+            reader = _sqlite_engine(sync_url, "BEGIN")
+            writer = _sqlite_engine(sync_url, "BEGIN IMMEDIATE")
+            self._sqlite = (reader, writer)
+            self._read_sessions = sessionmaker(reader, expire_on_commit=False)
+            self._write_sessions = sessionmaker(writer, expire_on_commit=False)
+            self._readers = concurrent.futures.ThreadPoolExecutor(
+                READER_THREADS, thread_name_prefix="conveyor-db-read"
+            )
+            self._writer = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="conveyor-db-write"
+            )
         else:
-            self.reader = self.writer = create_async_engine(
+            self._postgres = create_async_engine(
                 url, pool_size=10, max_overflow=20, pool_pre_ping=True
             )
-        self._read_sessions = async_sessionmaker(self.reader, expire_on_commit=False)
-        self._write_sessions = async_sessionmaker(self.writer, expire_on_commit=False)
-        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+            self._async_sessions = async_sessionmaker(self._postgres, expire_on_commit=False)
 
-    @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncSession]:
-        async with self._read_sessions() as session:
-            yield session
+    async def read(
+        self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``fn(session, *args, **kwargs)`` in a read-only session."""
+        return await self._run(False, functools.partial(fn, **kwargs), *args)
 
-    @contextlib.asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncSession]:
-        """A transaction that commits on success and rolls back on any error."""
-        lock = self._write_lock
-        if lock is None:
-            async with self._write_sessions() as session, session.begin():
-                yield session
-            return
-        async with lock, self._write_sessions() as session, session.begin():
-            yield session
+    async def write(
+        self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``fn(session, *args, **kwargs)`` in a transaction: committed when it returns,
+        rolled back when it raises."""
+        return await self._run(True, functools.partial(fn, **kwargs), *args)
+
+    async def _run(self, write: bool, fn: Callable[..., T], *args: Any) -> T:
+        if self._postgres is None:
+            pool = self._writer if write else self._readers
+            sessions = self._write_sessions if write else self._read_sessions
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(pool, _in_session, sessions, write, fn, *args)
+        async with self._async_sessions() as session:
+            if not write:
+                return await session.run_sync(fn, *args)
+            async with session.begin():
+                return await session.run_sync(fn, *args)
+
+    async def transaction(self, fn: Callable[[Connection], T]) -> T:
+        """``fn(connection)`` in a write transaction, below the ORM (for migrations)."""
+        if self._sqlite is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._writer, _in_transaction, self._sqlite[1], fn)
+        assert self._postgres is not None
+        async with self._postgres.begin() as connection:
+            return await connection.run_sync(fn)
 
     async def dispose(self) -> None:
-        await self.reader.dispose()
-        if self.writer is not self.reader:
-            await self.writer.dispose()
+        if self._sqlite is not None:
+            loop = asyncio.get_running_loop()
+            for executor in (self._readers, self._writer):
+                await loop.run_in_executor(None, executor.shutdown)
+            for engine in self._sqlite:
+                engine.dispose()
+        if self._postgres is not None:
+            await self._postgres.dispose()

@@ -11,8 +11,8 @@ dialects have transactional DDL, so a failed migration leaves nothing half-appli
   commit or rollback, so a crashed migrator cannot leave the lock held.
 
 Within one process a second lock is needed as well: alembic keeps the running migration
-in module globals (``alembic.op``, ``alembic.context``), and ``run_sync`` lets two
-migrations on one event loop interleave at every query, even on different databases.
+in module globals (``alembic.op``, ``alembic.context``), so two migrations in one process
+(even of different databases, on different threads) must not interleave.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ import asyncio
 import contextlib
 import hashlib
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import Session
 
 from conveyor.exceptions import ConveyorError
 from conveyor.server.database.engine import Database
@@ -95,17 +95,20 @@ async def _alembic_lock() -> AsyncIterator[None]:
         _ALEMBIC_LOCK.release()
 
 
-@contextlib.asynccontextmanager
-async def _migration_transaction(database: Database) -> AsyncIterator[AsyncConnection]:
-    """A write transaction that holds the migration locks until it commits."""
-    # On SQLite, begin() here is the engine's BEGIN IMMEDIATE: the lock is the transaction.
-    async with _alembic_lock(), database.writer.begin() as connection:
-        if database.dialect == "postgresql":
-            schema = (await connection.execute(text("SELECT current_schema()"))).scalar()
-            await connection.execute(
+def _locked(work: Callable[[Connection], None]) -> Callable[[Connection], None]:
+    """``work`` run after taking the migration lock inside its transaction.
+
+    On SQLite the transaction itself (the writer's BEGIN IMMEDIATE) is the lock."""
+
+    def run(connection: Connection) -> None:
+        if connection.dialect.name == "postgresql":
+            schema = connection.execute(text("SELECT current_schema()")).scalar()
+            connection.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(str(schema))}
             )
-        yield connection
+        work(connection)
+
+    return run
 
 
 def _check_known(connection: Connection) -> None:
@@ -146,8 +149,13 @@ async def upgrade(database: Database) -> None:
     """Migrate to the newest revision; a no-op when already there. Safe to run concurrently."""
     if await _at_head(database):
         return
-    async with _migration_transaction(database) as connection:
-        await connection.run_sync(_upgrade_on)
+    async with _alembic_lock():
+        await database.transaction(_locked(_upgrade_on))
+
+
+def _reset_on(connection: Connection) -> None:
+    _drop_everything(connection)
+    _upgrade_on(connection)
 
 
 async def reset(database: Database) -> None:
@@ -155,28 +163,28 @@ async def reset(database: Database) -> None:
 
     One transaction: a failure leaves the database as it was.
     """
-    async with _migration_transaction(database) as connection:
-        await connection.run_sync(_drop_everything)
-        await connection.run_sync(_upgrade_on)
+    async with _alembic_lock():
+        await database.transaction(_locked(_reset_on))
+
+
+def _versions(session: Session) -> set[str] | None:
+    try:
+        result = session.execute(text("SELECT version_num FROM alembic_version"))
+    except DBAPIError:  # no alembic_version table: never migrated
+        return None
+    return set(result.scalars())
 
 
 async def _at_head(database: Database) -> bool:
-    try:
-        async with database.reader.connect() as connection:
-            result = await connection.execute(text("SELECT version_num FROM alembic_version"))
-            versions = set(result.scalars())
-    except DBAPIError:  # no alembic_version table: never migrated
-        return False
-    return versions == {HEAD_REVISION}
+    return await database.read(_versions) == {HEAD_REVISION}
 
 
-def _revision_of(connection: Connection) -> str | None:
+def _revision_of(session: Session) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
-    return MigrationContext.configure(connection).get_current_revision()
+    return MigrationContext.configure(session.connection()).get_current_revision()
 
 
 async def current_revision(database: Database) -> str | None:
     """The revision the database is at; None for a database never migrated."""
-    async with database.reader.connect() as connection:
-        return await connection.run_sync(_revision_of)
+    return await database.read(_revision_of)

@@ -6,13 +6,13 @@ import uuid
 from collections.abc import Sequence
 
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from conveyor.schemas.api import ArtifactCreate, ArtifactFilter
 from conveyor.server.database import orm
 
 
-async def create_artifact(session: AsyncSession, data: ArtifactCreate) -> orm.Artifact:
+def create_artifact(session: Session, data: ArtifactCreate) -> orm.Artifact:
     artifact = orm.Artifact(
         id=uuid.uuid4(),
         key=data.key,
@@ -23,15 +23,15 @@ async def create_artifact(session: AsyncSession, data: ArtifactCreate) -> orm.Ar
         task_run_id=data.task_run_id,
     )
     session.add(artifact)
-    await session.flush()
+    session.flush()
     return artifact
 
 
-async def read_artifact(session: AsyncSession, artifact_id: uuid.UUID) -> orm.Artifact | None:
-    return await session.get(orm.Artifact, artifact_id)
+def read_artifact(session: Session, artifact_id: uuid.UUID) -> orm.Artifact | None:
+    return session.get(orm.Artifact, artifact_id)
 
 
-async def filter_artifacts(session: AsyncSession, flt: ArtifactFilter) -> Sequence[orm.Artifact]:
+def filter_artifacts(session: Session, flt: ArtifactFilter) -> Sequence[orm.Artifact]:
     """Matching artifacts, newest first."""
     query = select(orm.Artifact)
     if flt.flow_run_id is not None:
@@ -43,13 +43,13 @@ async def filter_artifacts(session: AsyncSession, flt: ArtifactFilter) -> Sequen
     if flt.type:
         query = query.where(orm.Artifact.type.in_([t.value for t in flt.type]))
     query = query.order_by(orm.Artifact.created.desc(), orm.Artifact.id.desc())
-    result = await session.execute(query.limit(flt.limit).offset(flt.offset))
+    result = session.execute(query.limit(flt.limit).offset(flt.offset))
     return result.scalars().all()
 
 
-async def latest_by_key(session: AsyncSession, key: str) -> orm.Artifact | None:
+def latest_by_key(session: Session, key: str) -> orm.Artifact | None:
     """The newest artifact with this key: the key's current version."""
-    result = await session.execute(
+    result = session.execute(
         select(orm.Artifact)
         .where(orm.Artifact.key == key)
         .order_by(orm.Artifact.created.desc(), orm.Artifact.id.desc())
@@ -58,6 +58,6 @@ async def latest_by_key(session: AsyncSession, key: str) -> orm.Artifact | None:
     return result.scalar_one_or_none()
 
 
-async def delete_artifact(session: AsyncSession, artifact_id: uuid.UUID) -> bool:
-    result = await session.execute(delete(orm.Artifact).where(orm.Artifact.id == artifact_id))
+def delete_artifact(session: Session, artifact_id: uuid.UUID) -> bool:
+    result = session.execute(delete(orm.Artifact).where(orm.Artifact.id == artifact_id))
     return bool(getattr(result, "rowcount", 0))

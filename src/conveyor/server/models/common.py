@@ -7,24 +7,24 @@ from typing import Any, cast
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from conveyor.server.database.orm import Base
 
 
-async def insert_ignoring_duplicates(
-    session: AsyncSession, model: type[Base], rows: Sequence[dict[str, Any]]
+def insert_ignoring_duplicates(
+    session: Session, model: type[Base], rows: Sequence[dict[str, Any]]
 ) -> int:
     """Insert rows, skipping any whose primary or unique key already exists.
 
     This is what makes repeated batches and retried requests harmless. Returns how many
     rows were new.
     """
-    return len(await insert_returning_new_keys(session, model, rows))
+    return len(insert_returning_new_keys(session, model, rows))
 
 
-async def insert_returning_new_keys(
-    session: AsyncSession, model: type[Base], rows: Sequence[dict[str, Any]]
+def insert_returning_new_keys(
+    session: Session, model: type[Base], rows: Sequence[dict[str, Any]]
 ) -> list[tuple[Any, ...]]:
     """``insert_ignoring_duplicates``, returning the primary keys of the rows that were new."""
     if not rows:
@@ -34,5 +34,5 @@ async def insert_returning_new_keys(
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     # RETURNING tells the new rows on every driver (executemany rowcount does not).
     statement = insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
-    result = await session.execute(statement, list(rows))
+    result = session.execute(statement, list(rows))
     return [tuple(row) for row in result.all()]

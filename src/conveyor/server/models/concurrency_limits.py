@@ -14,7 +14,7 @@ from typing import cast
 
 from sqlalchemy import Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from conveyor.server.database import orm
 
@@ -23,7 +23,7 @@ def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-async def set_limit(session: AsyncSession, name: str, limit: int) -> orm.ConcurrencyLimit:
+def set_limit(session: Session, name: str, limit: int) -> orm.ConcurrencyLimit:
     """Create the limit, or change its limit (one statement, as for variables)."""
     table = cast(Table, orm.ConcurrencyLimit.__table__)
     dialect = session.get_bind().dialect.name
@@ -36,14 +36,14 @@ async def set_limit(session: AsyncSession, name: str, limit: int) -> orm.Concurr
         index_elements=[table.c.name],
         set_={"limit": statement.excluded.limit, "updated": statement.excluded.updated},
     )
-    await session.execute(statement)
-    row = await read_limit(session, name)
+    session.execute(statement)
+    row = read_limit(session, name)
     assert row is not None
     return row
 
 
-async def read_limit(
-    session: AsyncSession, name: str, *, for_update: bool = False
+def read_limit(
+    session: Session, name: str, *, for_update: bool = False
 ) -> orm.ConcurrencyLimit | None:
     query = (
         select(orm.ConcurrencyLimit)
@@ -54,17 +54,17 @@ async def read_limit(
         # PostgreSQL: acquirers of one limit queue here. SQLite ignores it: the write
         # transaction (BEGIN IMMEDIATE) already serialises them.
         query = query.with_for_update()
-    return (await session.execute(query)).scalar_one_or_none()
+    return (session.execute(query)).scalar_one_or_none()
 
 
-async def active_slots(
-    session: AsyncSession, limit_ids: Sequence[uuid.UUID], now: datetime.datetime
+def active_slots(
+    session: Session, limit_ids: Sequence[uuid.UUID], now: datetime.datetime
 ) -> dict[uuid.UUID, int]:
     """Slots held by unexpired leases, per limit."""
     if not limit_ids:
         return {}
     lease = orm.ConcurrencyLease
-    result = await session.execute(
+    result = session.execute(
         select(lease.limit_id, func.sum(lease.slots))
         .where(lease.limit_id.in_(limit_ids), lease.expires > now)
         .group_by(lease.limit_id)
@@ -72,35 +72,29 @@ async def active_slots(
     return {limit_id: int(total or 0) for limit_id, total in result.all()}
 
 
-async def list_limits(
-    session: AsyncSession, limit: int, offset: int
-) -> Sequence[orm.ConcurrencyLimit]:
-    result = await session.execute(
+def list_limits(session: Session, limit: int, offset: int) -> Sequence[orm.ConcurrencyLimit]:
+    result = session.execute(
         select(orm.ConcurrencyLimit).order_by(orm.ConcurrencyLimit.name).limit(limit).offset(offset)
     )
     return result.scalars().all()
 
 
-async def delete_limit(session: AsyncSession, name: str) -> bool:
-    result = await session.execute(
-        delete(orm.ConcurrencyLimit).where(orm.ConcurrencyLimit.name == name)
-    )
+def delete_limit(session: Session, name: str) -> bool:
+    result = session.execute(delete(orm.ConcurrencyLimit).where(orm.ConcurrencyLimit.name == name))
     return bool(getattr(result, "rowcount", 0))
 
 
-async def reset_limit(session: AsyncSession, name: str) -> bool:
+def reset_limit(session: Session, name: str) -> bool:
     """Drop every lease of the limit; False when there is no such limit."""
-    row = await read_limit(session, name, for_update=True)
+    row = read_limit(session, name, for_update=True)
     if row is None:
         return False
-    await session.execute(
-        delete(orm.ConcurrencyLease).where(orm.ConcurrencyLease.limit_id == row.id)
-    )
+    session.execute(delete(orm.ConcurrencyLease).where(orm.ConcurrencyLease.limit_id == row.id))
     return True
 
 
-async def try_acquire(
-    session: AsyncSession,
+def try_acquire(
+    session: Session,
     row: orm.ConcurrencyLimit,
     slots: int,
     holder: str | None,
@@ -109,12 +103,12 @@ async def try_acquire(
 ) -> orm.ConcurrencyLease | None:
     """A lease of ``slots`` slots if they are free now, else None. ``row`` must have been
     read with ``for_update`` in this (write) transaction, which makes this atomic."""
-    await session.execute(
+    session.execute(
         delete(orm.ConcurrencyLease).where(
             orm.ConcurrencyLease.limit_id == row.id, orm.ConcurrencyLease.expires <= now
         )
     )
-    held = (await active_slots(session, [row.id], now)).get(row.id, 0)
+    held = (active_slots(session, [row.id], now)).get(row.id, 0)
     if held + slots > row.limit:
         return None
     lease = orm.ConcurrencyLease(
@@ -126,29 +120,29 @@ async def try_acquire(
         created=now,
     )
     session.add(lease)
-    await session.flush()
+    session.flush()
     return lease
 
 
-async def renew_lease(
-    session: AsyncSession, lease_id: uuid.UUID, ttl_seconds: float, now: datetime.datetime
+def renew_lease(
+    session: Session, lease_id: uuid.UUID, ttl_seconds: float, now: datetime.datetime
 ) -> orm.ConcurrencyLease | None:
     """Push the lease's expiry to ``now + ttl``; None when it is gone or already expired
     (its slots may have been taken since)."""
-    lease = await session.get(orm.ConcurrencyLease, lease_id, populate_existing=True)
+    lease = session.get(orm.ConcurrencyLease, lease_id, populate_existing=True)
     if lease is None or lease.expires <= now:
         return None
     lease.expires = now + datetime.timedelta(seconds=ttl_seconds)
-    await session.flush()
+    session.flush()
     return lease
 
 
-async def release_lease(session: AsyncSession, lease_id: uuid.UUID) -> str | None:
+def release_lease(session: Session, lease_id: uuid.UUID) -> str | None:
     """Delete the lease; the name of its limit (to wake waiters), or None if it was gone."""
-    lease = await session.get(orm.ConcurrencyLease, lease_id)
+    lease = session.get(orm.ConcurrencyLease, lease_id)
     if lease is None:
         return None
-    limit = await session.get(orm.ConcurrencyLimit, lease.limit_id)
-    await session.delete(lease)
-    await session.flush()
+    limit = session.get(orm.ConcurrencyLimit, lease.limit_id)
+    session.delete(lease)
+    session.flush()
     return limit.name if limit is not None else None

@@ -12,7 +12,7 @@ from typing import Any, cast
 from pydantic import TypeAdapter
 from sqlalchemy import CursorResult, and_, delete, func, literal, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from conveyor.schemas.api import FlowRunCreate, FlowRunFilter, FlowRunSort
 from conveyor.schemas.states import TERMINAL_STATE_TYPES, State, StateDetails, StateType
@@ -73,16 +73,16 @@ def details_json(details: StateDetails) -> dict[str, Any]:
     return out
 
 
-async def create_flow_run(session: AsyncSession, data: FlowRunCreate) -> tuple[orm.FlowRun, bool]:
+def create_flow_run(session: Session, data: FlowRunCreate) -> tuple[orm.FlowRun, bool]:
     """Create a run (Pending unless another state is given); ``(run, created)``.
 
     With a client-chosen id, repeating the request returns the existing run unchanged.
     """
     if data.id is not None:
-        existing = await session.get(orm.FlowRun, data.id)
+        existing = session.get(orm.FlowRun, data.id)
         if existing is not None:
             return existing, False
-    flow = await ensure_flow(session, data.flow_name)
+    flow = ensure_flow(session, data.flow_name)
     run_id = data.id or uuid.uuid4()
     state = data.state or State(type=StateType.PENDING)
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -102,15 +102,15 @@ async def create_flow_run(session: AsyncSession, data: FlowRunCreate) -> tuple[o
         "updated": now,
     }
     # Insert-or-ignore: two identical requests racing create one run.
-    created = await insert_ignoring_duplicates(session, orm.FlowRun, [values]) == 1
-    run = await session.get(orm.FlowRun, run_id)
+    created = insert_ignoring_duplicates(session, orm.FlowRun, [values]) == 1
+    run = session.get(orm.FlowRun, run_id)
     assert run is not None
     if created:
-        await record_state(session, run, state)
+        record_state(session, run, state)
     return run, created
 
 
-async def record_state(session: AsyncSession, run: orm.FlowRun, state: State) -> orm.FlowRunState:
+def record_state(session: Session, run: orm.FlowRun, state: State) -> orm.FlowRunState:
     """Append ``state`` to the history and make it the run's current state."""
     row = state_row(run.id, state)
     session.add(row)
@@ -130,31 +130,31 @@ async def record_state(session: AsyncSession, run: orm.FlowRun, state: State) ->
             run.start_time = state.timestamp
     if state.type in TERMINAL_STATE_TYPES:
         run.end_time = state.timestamp
-    await session.flush()
+    session.flush()
     return row
 
 
-async def read_flow_run(
-    session: AsyncSession, flow_run_id: uuid.UUID, *, for_update: bool = False
+def read_flow_run(
+    session: Session, flow_run_id: uuid.UUID, *, for_update: bool = False
 ) -> orm.FlowRun | None:
     query = select(orm.FlowRun).where(orm.FlowRun.id == flow_run_id)
     if for_update:
         query = query.with_for_update()
-    result = await session.execute(query)
+    result = session.execute(query)
     return result.scalar_one_or_none()
 
 
-async def current_state(session: AsyncSession, run: orm.FlowRun) -> State | None:
+def current_state(session: Session, run: orm.FlowRun) -> State | None:
     if run.state_id is None:
         return None
-    row = await session.get(orm.FlowRunState, run.state_id)
+    row = session.get(orm.FlowRunState, run.state_id)
     return state_from_row(row) if row is not None else None
 
 
-async def state_by_transition(
-    session: AsyncSession, flow_run_id: uuid.UUID, transition_id: uuid.UUID
+def state_by_transition(
+    session: Session, flow_run_id: uuid.UUID, transition_id: uuid.UUID
 ) -> orm.FlowRunState | None:
-    result = await session.execute(
+    result = session.execute(
         select(orm.FlowRunState).where(
             orm.FlowRunState.flow_run_id == flow_run_id,
             orm.FlowRunState.transition_id == transition_id,
@@ -163,8 +163,8 @@ async def state_by_transition(
     return result.scalar_one_or_none()
 
 
-async def read_states(session: AsyncSession, flow_run_id: uuid.UUID) -> Sequence[orm.FlowRunState]:
-    result = await session.execute(
+def read_states(session: Session, flow_run_id: uuid.UUID) -> Sequence[orm.FlowRunState]:
+    result = session.execute(
         select(orm.FlowRunState)
         .where(orm.FlowRunState.flow_run_id == flow_run_id)
         .order_by(orm.FlowRunState.timestamp, orm.FlowRunState.id)
@@ -219,9 +219,7 @@ def _has_tags(dialect: str, tags: list[str]) -> Any:
     return and_(*clauses)
 
 
-async def filter_flow_runs(
-    session: AsyncSession, flt: FlowRunFilter
-) -> Sequence[tuple[orm.FlowRun, str]]:
+def filter_flow_runs(session: Session, flt: FlowRunFilter) -> Sequence[tuple[orm.FlowRun, str]]:
     """A page of runs with their flow names. Always bounded by ``limit``."""
     query = _filtered(
         select(orm.FlowRun, orm.Flow.name).join(orm.Flow, orm.Flow.id == orm.FlowRun.flow_id),
@@ -230,17 +228,17 @@ async def filter_flow_runs(
     if flt.tags_all:
         query = query.where(_has_tags(session.get_bind().dialect.name, flt.tags_all))
     query = query.order_by(*_SORTS[flt.sort]).limit(flt.limit).offset(flt.offset)
-    return [(r, n) for r, n in (await session.execute(query)).all()]
+    return [(r, n) for r, n in (session.execute(query)).all()]
 
 
-async def delete_flow_run(session: AsyncSession, flow_run_id: uuid.UUID) -> bool:
+def delete_flow_run(session: Session, flow_run_id: uuid.UUID) -> bool:
     result = cast(
         CursorResult[Any],
-        await session.execute(delete(orm.FlowRun).where(orm.FlowRun.id == flow_run_id)),
+        session.execute(delete(orm.FlowRun).where(orm.FlowRun.id == flow_run_id)),
     )
     return bool(result.rowcount)
 
 
-async def flow_name_of(session: AsyncSession, run: orm.FlowRun) -> str | None:
-    flow = await session.get(orm.Flow, run.flow_id)
+def flow_name_of(session: Session, run: orm.FlowRun) -> str | None:
+    flow = session.get(orm.Flow, run.flow_id)
     return flow.name if flow else None

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from conveyor.schemas.api import LogFilter
 from conveyor.server.database import orm
 
 
-async def filter_logs(session: AsyncSession, flt: LogFilter) -> Sequence[orm.Log]:
+def filter_logs(session: Session, flt: LogFilter) -> Sequence[orm.Log]:
     """Oldest first, so a follower can page forward with ``after_id``."""
     log = orm.Log
     query = select(log)
@@ -24,4 +24,4 @@ async def filter_logs(session: AsyncSession, flt: LogFilter) -> Sequence[orm.Log
     if flt.after_id is not None:
         query = query.where(log.id > flt.after_id)
     query = query.order_by(log.id).limit(flt.limit)
-    return (await session.execute(query)).scalars().all()
+    return (session.execute(query)).scalars().all()

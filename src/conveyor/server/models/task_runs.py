@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from conveyor.schemas.api import RecordBatch, RecordBatchResult, TaskRunFilter
 from conveyor.schemas.runs import TaskRun, TaskRunStateRecord
@@ -25,7 +25,7 @@ from conveyor.server.models.common import insert_ignoring_duplicates, insert_ret
 from conveyor.server.models.flow_runs import details_json
 
 
-async def record_batch(session: AsyncSession, batch: RecordBatch) -> RecordBatchResult:
+def record_batch(session: Session, batch: RecordBatch) -> RecordBatchResult:
     """Record a batch in a handful of statements, however many runs it holds.
 
     New task runs are inserted with their current state already worked out from the
@@ -34,21 +34,21 @@ async def record_batch(session: AsyncSession, batch: RecordBatch) -> RecordBatch
     # Records of flow runs the server does not know (e.g. deleted while the engine was
     # still reporting) are skipped, not refused: a batch that can never be accepted would
     # otherwise be retried forever.
-    flow_runs = await _known_flow_runs(session, batch)
+    flow_runs = _known_flow_runs(session, batch)
     task_runs = [r for r in batch.task_runs if r.flow_run_id is None or r.flow_run_id in flow_runs]
     arriving = {run.id for run in task_runs}
-    states = await _known(session, batch.task_run_states, arriving)
+    states = _known(session, batch.task_run_states, arriving)
     # A state repeated inside the batch is one state (the first, as the insert keeps it).
     states = list({(r.task_run_id, r.seq): r for r in reversed(states)}.values())
     summaries = _summarise(states)
     task_rows = [_task_run_values(run, summaries.get(run.id)) for run in task_runs]
-    new_runs = {key[0] for key in await insert_returning_new_keys(session, orm.TaskRun, task_rows)}
+    new_runs = {key[0] for key in insert_returning_new_keys(session, orm.TaskRun, task_rows)}
     state_rows = [_state_values(record) for record in states]
-    new_states = set(await insert_returning_new_keys(session, orm.TaskRunState, state_rows))
+    new_states = set(insert_returning_new_keys(session, orm.TaskRunState, state_rows))
     late = [
         r for r in states if r.task_run_id not in new_runs and (r.task_run_id, r.seq) in new_states
     ]
-    await _apply_to_existing_runs(session, _summarise(late))
+    _apply_to_existing_runs(session, _summarise(late))
     log_rows = [
         {
             "key": log.id,
@@ -62,20 +62,20 @@ async def record_batch(session: AsyncSession, batch: RecordBatch) -> RecordBatch
         for log in batch.logs
         if log.flow_run_id is None or log.flow_run_id in flow_runs
     ]
-    new_logs = await insert_ignoring_duplicates(session, orm.Log, log_rows)
+    new_logs = insert_ignoring_duplicates(session, orm.Log, log_rows)
     return RecordBatchResult(
         task_runs=len(new_runs), task_run_states=len(new_states), logs=new_logs
     )
 
 
-async def _known_flow_runs(session: AsyncSession, batch: RecordBatch) -> set[uuid.UUID]:
+def _known_flow_runs(session: Session, batch: RecordBatch) -> set[uuid.UUID]:
     """The flow runs named by the batch's task runs and logs that exist."""
     ids = {r.flow_run_id for r in batch.task_runs if r.flow_run_id is not None}
     ids.update(log.flow_run_id for log in batch.logs if log.flow_run_id is not None)
     if not ids:
         return set()
     query = select(orm.FlowRun.id).where(orm.FlowRun.id.in_(ids))
-    return set((await session.execute(query)).scalars())
+    return set((session.execute(query)).scalars())
 
 
 def _state_name(state: State) -> str:
@@ -150,15 +150,13 @@ def _task_run_values(run: TaskRun, summary: _Summary | None) -> dict[str, Any]:
     return values
 
 
-async def _apply_to_existing_runs(
-    session: AsyncSession, summaries: dict[uuid.UUID, _Summary]
-) -> None:
+def _apply_to_existing_runs(session: Session, summaries: dict[uuid.UUID, _Summary]) -> None:
     if not summaries:
         return
     table = cast(Table, orm.TaskRun.__table__)
     c = table.c
     # The current state moves only forward in seq: a late batch cannot roll it back.
-    await session.execute(
+    session.execute(
         update(table)
         .where(c.id == bindparam("b_id"), c.state_seq < bindparam("b_seq"))
         .values(
@@ -178,7 +176,7 @@ async def _apply_to_existing_runs(
             for task_run_id, s in summaries.items()
         ],
     )
-    await session.execute(
+    session.execute(
         update(table)
         .where(c.id == bindparam("b_id"))
         .values(
@@ -193,15 +191,15 @@ async def _apply_to_existing_runs(
     )
 
 
-async def _known(
-    session: AsyncSession, records: Sequence[TaskRunStateRecord], arriving: set[uuid.UUID]
+def _known(
+    session: Session, records: Sequence[TaskRunStateRecord], arriving: set[uuid.UUID]
 ) -> list[TaskRunStateRecord]:
     """Drop states of task runs the server has never seen (their run record is missing)."""
     elsewhere = {r.task_run_id for r in records} - arriving
     found = set(arriving)
     if elsewhere:
         query = select(orm.TaskRun.id).where(orm.TaskRun.id.in_(elsewhere))
-        found.update((await session.execute(query)).scalars())
+        found.update((session.execute(query)).scalars())
     return [r for r in records if r.task_run_id in found]
 
 
@@ -219,14 +217,12 @@ def _state_values(record: TaskRunStateRecord) -> dict[str, Any]:
     }
 
 
-async def read_task_run(session: AsyncSession, task_run_id: uuid.UUID) -> orm.TaskRun | None:
-    return await session.get(orm.TaskRun, task_run_id)
+def read_task_run(session: Session, task_run_id: uuid.UUID) -> orm.TaskRun | None:
+    return session.get(orm.TaskRun, task_run_id)
 
 
-async def read_task_run_states(
-    session: AsyncSession, task_run_id: uuid.UUID
-) -> Sequence[orm.TaskRunState]:
-    result = await session.execute(
+def read_task_run_states(session: Session, task_run_id: uuid.UUID) -> Sequence[orm.TaskRunState]:
+    result = session.execute(
         select(orm.TaskRunState)
         .where(orm.TaskRunState.task_run_id == task_run_id)
         .order_by(orm.TaskRunState.seq)
@@ -234,7 +230,7 @@ async def read_task_run_states(
     return result.scalars().all()
 
 
-async def filter_task_runs(session: AsyncSession, flt: TaskRunFilter) -> Sequence[orm.TaskRun]:
+def filter_task_runs(session: Session, flt: TaskRunFilter) -> Sequence[orm.TaskRun]:
     run = orm.TaskRun
     query = select(run)
     if flt.flow_run_id:
@@ -250,4 +246,4 @@ async def filter_task_runs(session: AsyncSession, flt: TaskRunFilter) -> Sequenc
     if flt.created_before:
         query = query.where(run.created < flt.created_before)
     query = query.order_by(run.created.desc(), run.id).limit(flt.limit).offset(flt.offset)
-    return (await session.execute(query)).scalars().all()
+    return (session.execute(query)).scalars().all()

@@ -9,13 +9,13 @@ from typing import Any, cast
 
 from sqlalchemy import Table, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from conveyor.server.database import orm
 
 
-async def set_variable(
-    session: AsyncSession, name: str, value: Any, tags: list[str] | None = None
+def set_variable(
+    session: Session, name: str, value: Any, tags: list[str] | None = None
 ) -> orm.Variable:
     """Create the variable, or replace its value and tags (one statement, so concurrent
     sets of one name leave one row holding one of the values)."""
@@ -34,14 +34,14 @@ async def set_variable(
             "updated": statement.excluded.updated,
         },
     )
-    await session.execute(statement)
-    variable = await read_variable(session, name)
+    session.execute(statement)
+    variable = read_variable(session, name)
     assert variable is not None
     return variable
 
 
-async def read_variable(session: AsyncSession, name: str) -> orm.Variable | None:
-    result = await session.execute(
+def read_variable(session: Session, name: str) -> orm.Variable | None:
+    result = session.execute(
         select(orm.Variable)
         .where(orm.Variable.name == name)
         .execution_options(populate_existing=True)
@@ -49,13 +49,13 @@ async def read_variable(session: AsyncSession, name: str) -> orm.Variable | None
     return result.scalar_one_or_none()
 
 
-async def list_variables(session: AsyncSession, limit: int, offset: int) -> Sequence[orm.Variable]:
-    result = await session.execute(
+def list_variables(session: Session, limit: int, offset: int) -> Sequence[orm.Variable]:
+    result = session.execute(
         select(orm.Variable).order_by(orm.Variable.name).limit(limit).offset(offset)
     )
     return result.scalars().all()
 
 
-async def delete_variable(session: AsyncSession, name: str) -> bool:
-    result = await session.execute(delete(orm.Variable).where(orm.Variable.name == name))
+def delete_variable(session: Session, name: str) -> bool:
+    result = session.execute(delete(orm.Variable).where(orm.Variable.name == name))
     return bool(getattr(result, "rowcount", 0))

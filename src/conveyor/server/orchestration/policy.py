@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import uuid
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from conveyor.schemas.api import OrchestrationResult, OrchestrationStatus
 from conveyor.schemas.states import State
@@ -31,8 +31,8 @@ class FlowRunNotFound(LookupError):
     pass
 
 
-async def set_flow_run_state(
-    session: AsyncSession,
+def set_flow_run_state(
+    session: Session,
     flow_run_id: uuid.UUID,
     proposed: State,
     *,
@@ -46,12 +46,12 @@ async def set_flow_run_state(
     the other sees its outcome. A proposal whose transition id was already recorded is
     answered with the state it produced the first time and writes nothing.
     """
-    run = await flow_runs.read_flow_run(session, flow_run_id, for_update=True)
+    run = flow_runs.read_flow_run(session, flow_run_id, for_update=True)
     if run is None:
         raise FlowRunNotFound(flow_run_id)
     transition_id = proposed.state_details.transition_id
     if transition_id is not None:
-        seen = await flow_runs.state_by_transition(session, flow_run_id, transition_id)
+        seen = flow_runs.state_by_transition(session, flow_run_id, transition_id)
         if seen is not None:
             # Answer as the first time: a proposal that was replaced (e.g. Failed by
             # AwaitingRetry) is still replaced, so a retrying client learns the real state.
@@ -64,7 +64,7 @@ async def set_flow_run_state(
             )
     ctx = TransitionContext(
         run=run,
-        initial=await flow_runs.current_state(session, run),
+        initial=flow_runs.current_state(session, run),
         proposed=proposed,
         now=now or datetime.datetime.now(datetime.timezone.utc),
     )
@@ -76,7 +76,7 @@ async def set_flow_run_state(
                     ctx.decided_by = rule.name
                     break
     if ctx.status is OrchestrationStatus.ACCEPT:
-        await flow_runs.record_state(session, run, proposed)
+        flow_runs.record_state(session, run, proposed)
         was = ctx.initial.name if ctx.initial is not None else "no state"
         reason = (
             f"Forced from {was} to {proposed.name}; the rules were not consulted."
@@ -87,7 +87,7 @@ async def set_flow_run_state(
     if ctx.status is OrchestrationStatus.REJECT:
         assert ctx.replacement is not None
         ctx.replacement.state_details.transition_id = transition_id
-        await flow_runs.record_state(session, run, ctx.replacement)
+        flow_runs.record_state(session, run, ctx.replacement)
         return OrchestrationResult(status=ctx.status, state=ctx.replacement, reason=ctx.reason)
     return OrchestrationResult(
         status=ctx.status, state=ctx.initial, reason=ctx.reason, delay_seconds=ctx.delay_seconds

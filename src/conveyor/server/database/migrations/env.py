@@ -10,7 +10,7 @@ For developers writing the next revision, the same configuration works from a UR
     from conveyor.server.database.migrate import alembic_config
 
     command.revision(
-        alembic_config("sqlite+aiosqlite:///dev.db"), "add deployments",
+        alembic_config("sqlite:///dev.db"), "add deployments",
         rev_id="0002", autogenerate=True,
     )
 
@@ -25,7 +25,6 @@ import asyncio
 
 from alembic import context
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from conveyor.server.database.orm import Base
 
@@ -47,12 +46,13 @@ def _run_on(connection: Connection) -> None:
 
 
 async def _run_from_url(url: str) -> None:
-    engine = create_async_engine(url)
+    from conveyor.server.database.engine import Database
+
+    database = Database(url)
     try:
-        async with engine.begin() as connection:
-            await connection.run_sync(_run_on)
+        await database.transaction(_run_on)
     finally:
-        await engine.dispose()
+        await database.dispose()
 
 
 # Deliberately no logging.config.fileConfig(): that would reconfigure the logging of the
