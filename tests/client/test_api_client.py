@@ -21,6 +21,7 @@ from conveyor.client.api import ApiError, ConveyorClient, ServerUnreachable
 from conveyor.client.embedded import embedded_client
 from conveyor.schemas.api import FlowRunCreate, FlowRunFilter, LogFilter, RecordBatch
 from conveyor.schemas.logs import LogRecordCreate
+from conveyor.schemas.records import encode_state, encode_task_run
 from conveyor.schemas.runs import TaskRun, TaskRunStateRecord
 from conveyor.schemas.states import Completed, Running, StateType
 from conveyor.settings import Settings
@@ -224,8 +225,10 @@ async def test_the_client_speaks_the_real_api(tmp_path: Path) -> None:
             created=now,
         )
         batch = RecordBatch(
-            task_runs=[task],
-            task_run_states=[TaskRunStateRecord(task_run_id=task.id, seq=1, state=Completed())],
+            task_runs=[encode_task_run(task)],
+            task_run_states=[
+                encode_state(TaskRunStateRecord(task_run_id=task.id, seq=1, state=Completed()))
+            ],
             logs=[
                 LogRecordCreate(name="n", level=20, message="hi", timestamp=now, flow_run_id=run_id)
             ],

@@ -51,7 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
-    # Only asyncio: the server runs on it (asyncpg; SQLite work runs on threads), and trio is not installed.
+    # Only asyncio: the server runs on it, and trio is not installed.
     return "asyncio"
 
 

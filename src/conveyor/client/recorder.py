@@ -165,10 +165,15 @@ class Recorder:
         flush_interval: float = 0.5,
         batch_size: int = 2_000,
         max_queue: int = 100_000,
+        stream_after: int = 200,
     ) -> None:
         self.transport = transport
         self.flush_interval = flush_interval
         self.batch_size = batch_size
+        # Start shipping once this many events wait; while a batch is in flight the next
+        # one gathers, so batches grow to what the backend can take ("natural batching")
+        # and a busy flow streams its records instead of piling them up for the end.
+        self.stream_after = min(stream_after, batch_size)
         self.max_queue = max_queue
         self._queue: deque[Event] = deque()
         self._wake = threading.Event()
@@ -192,8 +197,9 @@ class Recorder:
         queue = self._queue
         queue.append(event)
         size = len(queue)
-        if size >= self.batch_size:
-            self._wake.set()
+        if size >= self.stream_after:
+            if size == self.stream_after:
+                self._wake.set()
             if size >= self.max_queue:
                 self._wait_below(self.max_queue // 2)
 

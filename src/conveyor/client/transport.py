@@ -14,6 +14,7 @@ from conveyor.client.portal import Portal
 from conveyor.client.recorder import Batch, Event
 from conveyor.exceptions import ConveyorError
 from conveyor.schemas.api import FlowRunCreate, OrchestrationStatus, RecordBatch
+from conveyor.schemas.records import encode_state, encode_task_run
 from conveyor.schemas.runs import FlowRun
 from conveyor.schemas.states import State
 from conveyor.settings import Settings
@@ -117,8 +118,11 @@ class ApiTransport:
         too large (413) or invalid (422) is split and sent in halves, so one bad record
         costs only itself, and a record refused on its own (any 4xx) is dropped with an
         error, because sending it again cannot succeed."""
-        body = RecordBatch(
-            task_runs=batch.task_runs, task_run_states=batch.task_run_states, logs=batch.logs
+        # Built from the engine's own records, so valid by construction: not re-validated.
+        body = RecordBatch.model_construct(
+            task_runs=[encode_task_run(run) for run in batch.task_runs],
+            task_run_states=[encode_state(record) for record in batch.task_run_states],
+            logs=batch.logs,
         )
         try:
             self._portal.call(self._client.record(body))

@@ -6,6 +6,7 @@ import datetime
 import enum
 import json
 import math
+import re
 import uuid
 from typing import Any
 
@@ -20,7 +21,7 @@ from pydantic import (
 )
 
 from conveyor.schemas.logs import LogRecordCreate
-from conveyor.schemas.runs import TaskRun, TaskRunStateRecord
+from conveyor.schemas.records import TaskRunIn, TaskRunStateIn
 from conveyor.schemas.states import State, StateType
 
 MAX_PAGE = 200
@@ -338,12 +339,39 @@ class StateRead(Output):
 
 
 # -- task runs, logs --------------------------------------------------------------------
-class RecordBatch(Input):
-    """What the engine's batcher ships: idempotent, ordered per run by ``seq``."""
+class RecordBatch(BaseModel):
+    """What the engine's batcher ships: idempotent, ordered per run by ``seq``.
 
-    task_runs: list[TaskRun] = Field(default_factory=list)
-    task_run_states: list[TaskRunStateRecord] = Field(default_factory=list)
+    Read with ``from_json``, which makes values storable as ``Input`` does, but validates
+    the JSON bytes directly in the common case: a before-validator (or FastAPI's own
+    parsing) would first turn the whole batch into Python objects, ~8x slower.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_runs: list[TaskRunIn] = Field(default_factory=list)
+    task_run_states: list[TaskRunStateIn] = Field(default_factory=list)
     logs: list[LogRecordCreate] = Field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> RecordBatch:
+        """Validate a JSON body; raises pydantic's ``ValidationError`` naming each field."""
+        if not _may_need_cleaning(raw):
+            return cls.model_validate_json(raw)
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return cls.model_validate_json(raw)  # the parser's error, by position
+        return cls.model_validate(_made_storable(data))
+
+
+# What ``_made_storable`` would change can only hide behind these bytes in valid JSON
+# (NUL and surrogates must be escaped there). A match only costs the slower path.
+_SUSPECT = re.compile(rb"\\u0000|\\u[dD][89abcdefABCDEF]|NaN|Infinity|\x00")
+
+
+def _may_need_cleaning(raw: bytes) -> bool:
+    return _SUSPECT.search(raw) is not None
 
 
 class RecordBatchResult(BaseModel):

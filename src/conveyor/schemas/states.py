@@ -49,6 +49,11 @@ _DEFAULT_NAMES = {
 }
 
 
+def default_state_name(type: StateType) -> str:
+    """The name a state of ``type`` gets when it is not given one."""
+    return _DEFAULT_NAMES[type]
+
+
 class _Unset(enum.Enum):
     """Marks a state that holds no in-memory result (distinct from a result of None)."""
 

@@ -18,6 +18,7 @@ from conveyor.server.api import (
     task_runs,
     variables,
 )
+from conveyor.server.api.json_body import document_bodies
 from conveyor.server.api.limits import BodySizeLimit
 from conveyor.server.database.engine import Database
 from conveyor.settings import Settings
@@ -61,6 +62,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
         api.include_router(module.router)
     app.include_router(api)
     errors.install(app)
+    document_bodies(app)
     app.add_middleware(BodySizeLimit)
     return app
 

@@ -186,6 +186,7 @@ WRITER = textwrap.dedent(
     from conveyor.client.embedded import connect
     from conveyor.schemas.api import FlowRunCreate, RecordBatch
     from conveyor.schemas.logs import LogRecordCreate
+    from conveyor.schemas.records import encode_state, encode_task_run
     from conveyor.schemas.runs import TaskRun, TaskRunStateRecord
     from conveyor.schemas.states import Completed, Running
     from conveyor.settings import Settings
@@ -210,10 +211,10 @@ WRITER = textwrap.dedent(
                     dynamic_key="0", created=now,
                 )
                 await client.record(RecordBatch(
-                    task_runs=[task],
+                    task_runs=[encode_task_run(task)],
                     task_run_states=[
-                        TaskRunStateRecord(task_run_id=task.id, seq=1, state=Running()),
-                        TaskRunStateRecord(task_run_id=task.id, seq=2, state=Completed()),
+                        encode_state(TaskRunStateRecord(task_run_id=task.id, seq=seq, state=s))
+                        for seq, s in ((1, Running()), (2, Completed()))
                     ],
                     logs=[
                         LogRecordCreate(name="w", level=20, message=f"{WORKER}-{n}-{i}",

@@ -291,9 +291,7 @@ def test_one_head_and_the_migration_files_ship_with_the_package() -> None:
     assert (Path(script.dir) / "script.py.mako").is_file()
 
 
-@pytest.mark.parametrize(
-    "url", ["sqlite:///unused.db", "postgresql+asyncpg://u@localhost/unused"]
-)
+@pytest.mark.parametrize("url", ["sqlite:///unused.db", "postgresql+asyncpg://u@localhost/unused"])
 def test_offline_mode_renders_sql(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     command.upgrade(alembic_config(url), "head", sql=True)
     sql = capsys.readouterr().out

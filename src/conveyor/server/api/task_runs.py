@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from sqlalchemy.orm import Session
 
 from conveyor.schemas.api import (
@@ -14,6 +14,7 @@ from conveyor.schemas.api import (
     TaskRunStateRead,
 )
 from conveyor.server.api.deps import get_database
+from conveyor.server.api.json_body import openapi_body, parse
 from conveyor.server.database.engine import Database
 from conveyor.server.models import task_runs
 
@@ -21,12 +22,13 @@ router = APIRouter(tags=["task runs"])
 DB = Annotated[Database, Depends(get_database)]
 
 
-@router.post("/records", response_model=RecordBatchResult)
-async def record(body: RecordBatch, database: DB) -> RecordBatchResult:
+@router.post("/records", response_model=RecordBatchResult, openapi_extra=openapi_body(RecordBatch))
+async def record(request: Request, database: DB) -> RecordBatchResult:
     """Record a batch of task runs, task-run states and logs, as the engine ships them.
 
     Idempotent: repeating a batch records nothing new; states apply in ``seq`` order.
     """
+    body = parse(await request.body(), RecordBatch.from_json)
     return await database.write(task_runs.record_batch, body)
 
 

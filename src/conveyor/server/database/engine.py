@@ -157,9 +157,10 @@ class Database:
 
     async def dispose(self) -> None:
         if self._sqlite is not None:
-            loop = asyncio.get_running_loop()
+            # Blocking is fine here (it is the end), and needs no other executor: at
+            # interpreter exit the default one refuses new work.
             for executor in (self._readers, self._writer):
-                await loop.run_in_executor(None, executor.shutdown)
+                executor.shutdown(wait=True)
             for engine in self._sqlite:
                 engine.dispose()
         if self._postgres is not None:

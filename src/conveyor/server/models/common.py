@@ -1,38 +1,191 @@
-"""Statements that differ by dialect, written once."""
+"""Statements that differ by dialect, written once.
+
+Both inserts here skip rows whose primary or unique key already exists: that is what
+makes repeated batches and retried requests harmless.
+
+On SQLite they bypass SQLAlchemy's per-row statement machinery, which for thousands of
+small rows costs several times the insert itself: each value goes through its column's
+own bind processor (the very conversion SQLAlchemy would apply, so what is stored is the
+same) and the rows go to the driver's ``executemany`` at once. This is race-free because
+every SQLite write transaction holds the database's write lock from its ``BEGIN
+IMMEDIATE``. PostgreSQL uses ``INSERT ... ON CONFLICT DO NOTHING``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime
+import functools
+import json
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import JSON, Column, Table, select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from conveyor.server.database.orm import Base
+from conveyor.server.database.types import Timestamp
+
+# SQLite allows 32766 host parameters per statement; stay well below.
+_KEYS_PER_QUERY = 500
+
+Row = dict[str, Any]
+Converter = Callable[[Any], Any]
 
 
-def insert_ignoring_duplicates(
-    session: Session, model: type[Base], rows: Sequence[dict[str, Any]]
-) -> int:
-    """Insert rows, skipping any whose primary or unique key already exists.
-
-    This is what makes repeated batches and retried requests harmless. Returns how many
-    rows were new.
-    """
-    return len(insert_returning_new_keys(session, model, rows))
+def insert_ignoring_duplicates(session: Session, model: type[Base], rows: Sequence[Row]) -> int:
+    """Insert rows, skipping any whose primary or unique key already exists; returns how
+    many rows were new."""
+    if not rows:
+        return 0
+    table = _table(model)
+    if _dialect(session).name == "sqlite":
+        return _sqlite_executemany(session, table, rows, or_ignore=True)
+    return len(_postgresql_insert(session, table, rows))
 
 
 def insert_returning_new_keys(
-    session: Session, model: type[Base], rows: Sequence[dict[str, Any]]
+    session: Session, model: type[Base], rows: Sequence[Row]
 ) -> list[tuple[Any, ...]]:
-    """``insert_ignoring_duplicates``, returning the primary keys of the rows that were new."""
+    """``insert_ignoring_duplicates``, returning the primary keys of the rows that were new.
+
+    The model's primary key must be its only unique key.
+    """
     if not rows:
         return []
-    table = cast(Table, model.__table__)
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = _table(model)
+    if _dialect(session).name != "sqlite":
+        return _postgresql_insert(session, table, rows)
+    names = [c.name for c in table.primary_key.columns]
+    existing = _existing_keys(session, table, {_key(row, names) for row in rows})
+    new: dict[tuple[Any, ...], Row] = {}
+    for row in rows:
+        key = _key(row, names)
+        if key not in existing and key not in new:
+            new[key] = row  # the first of repeated rows wins, as ON CONFLICT would have it
+    _sqlite_executemany(session, table, list(new.values()), or_ignore=False)
+    return list(new)
+
+
+def _table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)
+
+
+def _dialect(session: Session) -> Dialect:
+    return session.get_bind().dialect
+
+
+def _key(row: Row, names: list[str]) -> tuple[Any, ...]:
+    return tuple(row[name] for name in names)
+
+
+def _postgresql_insert(
+    session: Session, table: Table, rows: Sequence[Row]
+) -> list[tuple[Any, ...]]:
     # RETURNING tells the new rows on every driver (executemany rowcount does not).
-    statement = insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
-    result = session.execute(statement, list(rows))
-    return [tuple(row) for row in result.all()]
+    statement = (
+        postgresql.insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
+    )
+    return [tuple(row) for row in session.execute(statement, list(rows)).all()]
+
+
+def _existing_keys(
+    session: Session, table: Table, keys: set[tuple[Any, ...]]
+) -> set[tuple[Any, ...]]:
+    """Which of ``keys`` (primary keys) are in the table, one indexed lookup per chunk."""
+    columns = list(table.primary_key.columns)
+    leading = sorted({key[0] for key in keys}, key=str)
+    found: set[tuple[Any, ...]] = set()
+    for start in range(0, len(leading), _KEYS_PER_QUERY):
+        chunk = leading[start : start + _KEYS_PER_QUERY]
+        query = select(*columns).where(columns[0].in_(chunk))
+        found.update(tuple(row) for row in session.execute(query))
+    return found & keys
+
+
+def _sqlite_executemany(
+    session: Session, table: Table, rows: Sequence[Row], *, or_ignore: bool
+) -> int:
+    if not rows:
+        return 0
+    dialect = _dialect(session)
+    names = tuple(rows[0])
+    filled = _defaults_for(table, names)
+    columns = (*names, *(name for name, _ in filled))
+    converters = _converters(table, columns, dialect)
+    verb = "INSERT OR IGNORE" if or_ignore else "INSERT"
+    quoted = ", ".join(f'"{name}"' for name in columns)
+    sql = f'{verb} INTO "{table.name}" ({quoted}) VALUES ({", ".join("?" * len(columns))})'
+    values = [
+        tuple(
+            value if convert is None else convert(value)
+            for value, convert in zip(
+                (*(row[name] for name in names), *(default() for _, default in filled)),
+                converters,
+                strict=True,
+            )
+        )
+        for row in rows
+    ]
+    cursor = session.connection().exec_driver_sql(sql, values)
+    return int(cursor.rowcount)
+
+
+def _defaults_for(table: Table, given: tuple[str, ...]) -> list[tuple[str, Callable[[], Any]]]:
+    """The Python-side defaults (``default=`` of the model) of the columns not given."""
+    out: list[tuple[str, Callable[[], Any]]] = []
+    for column in table.columns:
+        default = column.default
+        if column.name in given or default is None:
+            continue
+        arg: Any = getattr(default, "arg", None)
+        if getattr(default, "is_callable", False):
+            # SQLAlchemy wraps a zero-argument default to take an execution context.
+            out.append((column.name, functools.partial(arg, None)))
+        elif getattr(default, "is_scalar", False):
+            out.append((column.name, functools.partial(_constant, arg)))
+    return out
+
+
+def _constant(value: Any) -> Any:
+    return value
+
+
+@functools.lru_cache(maxsize=256)
+def _converters(
+    table: Table, columns: tuple[str, ...], dialect: Dialect
+) -> tuple[Converter | None, ...]:
+    def converter(column: Column[Any]) -> Converter | None:
+        # Our two custom types get equivalent conversions at C speed (a tenth of the
+        # cost); a test pins that they store exactly what the processors store.
+        if isinstance(column.type, Timestamp):
+            return sqlite_timestamp
+        if isinstance(column.type, JSON):
+            return sqlite_json
+        return column.type.dialect_impl(dialect).bind_processor(dialect)
+
+    return tuple(converter(table.columns[name]) for name in columns)
+
+
+_UTC = datetime.timezone.utc
+
+
+def sqlite_timestamp(value: datetime.datetime | None) -> str | None:
+    """What ``Timestamp`` stores on SQLite: naive UTC text with microseconds."""
+    if value is None:
+        return None
+    if value.tzinfo is not _UTC:
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} reached the database; use UTC")
+        value = value.astimezone(_UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def sqlite_json(value: Any) -> str:
+    """What the JSON column type stores on SQLite (None is JSON ``null``)."""
+    if value is None:
+        return "null"
+    if not value and isinstance(value, (list, dict)):
+        return "[]" if isinstance(value, list) else "{}"
+    return json.dumps(value)
