@@ -404,10 +404,10 @@ class TaskRunStateRead(Output):
     seq: int
     type: StateType
     name: str
-    message: str | None
+    message: str | None = None
     timestamp: datetime.datetime
-    details: dict[str, Any]
-    result_ref: dict[str, Any] | None
+    details: dict[str, Any] = Field(default_factory=dict)
+    result_ref: dict[str, Any] | None = None
 
 
 class LogRead(Output):

@@ -25,8 +25,9 @@ from conveyor.server.database import orm
 from conveyor.server.database.engine import Database
 from conveyor.settings import Settings
 
-TABLES = (orm.Flow, orm.FlowRun, orm.FlowRunState, orm.TaskRun, orm.TaskRunState, orm.Log)
+TABLES = (orm.Flow, orm.FlowRun, orm.FlowRunState, orm.TaskRun, orm.Log)
 
+# Rows per table, plus "task_run_states": the entries of every task run's history.
 RowCounts = Callable[[], Awaitable[dict[str, int]]]
 MakeRun = Callable[..., Awaitable[dict[str, Any]]]
 
@@ -48,12 +49,19 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def row_counts(database: Database) -> RowCounts:
     def count_in(session: Session) -> dict[str, int]:
-        return {
+        counts = {
             str(model.__tablename__): session.execute(
                 select(func.count()).select_from(model)
             ).scalar_one()
             for model in TABLES
         }
+        # Task-run states live in their run's row, as a JSON list: count the entries.
+        length = (
+            func.jsonb_array_length if database.dialect == "postgresql" else func.json_array_length
+        )
+        states = session.execute(select(func.sum(length(orm.TaskRun.states)))).scalar_one()
+        counts["task_run_states"] = int(states or 0)
+        return counts
 
     async def count() -> dict[str, int]:
         return await database.read(count_in)

@@ -8,6 +8,8 @@ column order, server-side defaults).
 from __future__ import annotations
 
 import asyncio
+import datetime
+import json
 import subprocess
 import sys
 import uuid
@@ -21,7 +23,20 @@ from alembic.autogenerate import compare_metadata
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import (
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Uuid,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -37,6 +52,7 @@ from conveyor.server.database.migrate import (
     upgrade,
 )
 from conveyor.server.database.orm import Base, Flow
+from conveyor.server.database.types import JSONColumn, Timestamp
 
 pytestmark = pytest.mark.anyio
 
@@ -45,7 +61,6 @@ TABLES = {
     "flow_runs",
     "flow_run_states",
     "task_runs",
-    "task_run_states",
     "logs",
     "variables",
     "artifacts",
@@ -313,3 +328,172 @@ def test_the_fast_head_check_knows_the_newest_revision() -> None:
     from conveyor.server.database.migrate import HEAD_REVISION
 
     assert head_revision() == HEAD_REVISION
+
+
+def _revision_0004_tables() -> tuple[Table, ...]:
+    """The tables 0005 reads, as 0004 left them (only the columns the test writes)."""
+    metadata = MetaData()
+    uuid_, json_, ts, text_, int_ = Uuid(), JSONColumn, Timestamp(), String(), Integer()
+    flows = Table(
+        "flows",
+        metadata,
+        *(
+            Column(c, t)
+            for c, t in (("id", uuid_), ("name", text_), ("tags", json_), ("created", ts))
+        ),
+    )
+    flow_runs = Table(
+        "flow_runs",
+        metadata,
+        *(
+            Column(c, t)
+            for c, t in (
+                ("id", uuid_),
+                ("flow_id", uuid_),
+                ("name", text_),
+                ("parameters", json_),
+                ("tags", json_),
+                ("retries", int_),
+                ("retry_delay_seconds", Float()),
+                ("run_count", int_),
+                ("created", ts),
+                ("updated", ts),
+            )
+        ),
+    )
+    task_runs = Table(
+        "task_runs",
+        metadata,
+        *(
+            Column(c, t)
+            for c, t in (
+                ("id", uuid_),
+                ("flow_run_id", uuid_),
+                ("name", text_),
+                ("task_key", text_),
+                ("dynamic_key", text_),
+                ("tags", json_),
+                ("task_inputs", json_),
+                ("state_seq", int_),
+                ("run_count", int_),
+                ("created", ts),
+            )
+        ),
+    )
+    states = Table(
+        "task_run_states",
+        metadata,
+        *(
+            Column(c, t)
+            for c, t in (
+                ("task_run_id", uuid_),
+                ("seq", int_),
+                ("type", text_),
+                ("name", text_),
+                ("message", text_),
+                ("timestamp", ts),
+                ("details", json_),
+                ("result_ref", json_),
+            )
+        ),
+    )
+    return flows, flow_runs, task_runs, states
+
+
+def _to_revision(revision: str) -> Callable[[Connection], None]:
+    def run(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+    return run
+
+
+async def test_0005_moves_each_task_run_state_history_into_its_row(
+    empty_database_url: str,
+) -> None:
+    """Histories recorded before 0005 survive it, in seq order, with nothing lost."""
+    database = Database(empty_database_url)
+    try:
+        await database.transaction(_to_revision("0004"))
+
+        def seed(connection: Connection) -> None:
+            flow, run = uuid.uuid4(), uuid.uuid4()
+            tasks = [uuid.uuid4(), uuid.uuid4()]
+            created = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+            flows, flow_runs, task_runs, states = _revision_0004_tables()
+            connection.execute(insert(flows).values(id=flow, name="etl", tags=[], created=created))
+            connection.execute(
+                insert(flow_runs).values(
+                    id=run,
+                    flow_id=flow,
+                    name="r",
+                    parameters={},
+                    tags=[],
+                    retries=0,
+                    retry_delay_seconds=0.0,
+                    run_count=1,
+                    created=created,
+                    updated=created,
+                )
+            )
+            for n, task in enumerate(tasks):
+                connection.execute(
+                    insert(task_runs).values(
+                        id=task,
+                        flow_run_id=run,
+                        name=f"t-{n}",
+                        task_key="t",
+                        dynamic_key=str(n),
+                        tags=[],
+                        task_inputs=[],
+                        state_seq=2,
+                        run_count=1,
+                        created=created,
+                    )
+                )
+            # The first task has two states, stored out of order; the second has none.
+            ref = {"storage": "/r", "key": "k", "serializer": "json"}
+            for seq, type_, details, result_ref, message in (
+                (2, "COMPLETED", {"task_run_id": str(tasks[0]), "cache_key": "c"}, ref, None),
+                (1, "RUNNING", {"task_run_id": str(tasks[0])}, None, "go"),
+            ):
+                connection.execute(
+                    insert(states).values(
+                        task_run_id=tasks[0],
+                        seq=seq,
+                        type=type_,
+                        name=type_.title(),
+                        message=message,
+                        details=details,
+                        result_ref=result_ref,
+                        timestamp=created + datetime.timedelta(seconds=seq, microseconds=5),
+                    )
+                )
+
+        await database.transaction(seed)
+        await upgrade(database)
+        rows = await database.read(
+            lambda s: s.execute(text("SELECT name, states FROM task_runs ORDER BY name")).all()
+        )
+    finally:
+        await database.dispose()
+    histories = {name: json.loads(h) if isinstance(h, str) else h for name, h in rows}
+    assert histories["t-1"] == []
+    assert histories["t-0"] == [
+        {
+            "seq": 1,
+            "type": "RUNNING",
+            "name": "Running",
+            "timestamp": "2026-01-01T00:00:01.000005+00:00",
+            "message": "go",
+        },
+        {
+            "seq": 2,
+            "type": "COMPLETED",
+            "name": "Completed",
+            "timestamp": "2026-01-01T00:00:02.000005+00:00",
+            "details": {"cache_key": "c"},
+            "result_ref": {"storage": "/r", "key": "k", "serializer": "json"},
+        },
+    ]

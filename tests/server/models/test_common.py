@@ -75,47 +75,23 @@ async def test_defaults_apply_and_duplicates_are_skipped(database: Database) -> 
     assert flows[0].created.tzinfo is not None
 
 
-def _states(task_run_id: uuid.UUID, *seqs: int) -> list[dict[str, Any]]:
+def _task_runs(*ids: uuid.UUID) -> list[dict[str, Any]]:
     now = datetime.datetime.now(UTC)
     return [
-        {
-            "task_run_id": task_run_id,
-            "seq": seq,
-            "type": "RUNNING",
-            "name": "Running",
-            "message": None,
-            "timestamp": now,
-            "details": {},
-            "result_ref": None,
-        }
-        for seq in seqs
+        {"id": i, "name": "t-0", "task_key": "t", "dynamic_key": "0", "created": now} for i in ids
     ]
 
 
 async def test_new_keys_are_exactly_the_rows_that_were_new(database: Database) -> None:
-    task_run_id = uuid.uuid4()
-    now = datetime.datetime.now(UTC)
+    a, b, c = sorted((uuid.uuid4() for _ in range(3)), key=str)
 
-    def record(session: Session, seqs: tuple[int, ...]) -> list[tuple[Any, ...]]:
-        insert_ignoring_duplicates(
-            session,
-            orm.TaskRun,
-            [
-                {
-                    "id": task_run_id,
-                    "name": "t-0",
-                    "task_key": "t",
-                    "dynamic_key": "0",
-                    "created": now,
-                }
-            ],
-        )
-        return insert_returning_new_keys(session, orm.TaskRunState, _states(task_run_id, *seqs))
+    def record(session: Session, ids: tuple[uuid.UUID, ...]) -> list[tuple[Any, ...]]:
+        return insert_returning_new_keys(session, orm.TaskRun, _task_runs(*ids))
 
-    assert sorted(await database.write(record, (1, 2))) == [(task_run_id, 1), (task_run_id, 2)]
-    # Seq 2 again, 3 twice in one call: only 3 is new, once.
-    assert await database.write(record, (2, 3, 3)) == [(task_run_id, 3)]
-    count = await database.read(lambda s: s.scalar(text("SELECT count(*) FROM task_run_states")))
+    assert sorted(await database.write(record, (a, b)), key=str) == [(a,), (b,)]
+    # b again, c twice in one call: only c is new, once.
+    assert await database.write(record, (b, c, c)) == [(c,)]
+    count = await database.read(lambda s: s.scalar(text("SELECT count(*) FROM task_runs")))
     assert count == 3
 
 

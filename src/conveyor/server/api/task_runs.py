@@ -4,7 +4,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
-from sqlalchemy.orm import Session
 
 from conveyor.schemas.api import (
     RecordBatch,
@@ -50,10 +49,7 @@ async def read_task_run(task_run_id: uuid.UUID, database: DB) -> TaskRunRead:
 @router.get("/task_runs/{task_run_id}/states", response_model=list[TaskRunStateRead])
 async def read_task_run_states(task_run_id: uuid.UUID, database: DB) -> list[TaskRunStateRead]:
 
-    def read(session: Session) -> list[TaskRunStateRead]:
-        if task_runs.read_task_run(session, task_run_id) is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"No task run with id {task_run_id}.")
-        states = task_runs.read_task_run_states(session, task_run_id)
-        return [TaskRunStateRead.model_validate(s) for s in states]
-
-    return await database.read(read)
+    states = await database.read(task_runs.read_task_run_states, task_run_id)
+    if states is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"No task run with id {task_run_id}.")
+    return [TaskRunStateRead.model_validate(s) for s in states]

@@ -129,27 +129,18 @@ class TaskRun(Base):
     start_time: Mapped[datetime.datetime | None] = mapped_column(Timestamp)
     end_time: Mapped[datetime.datetime | None] = mapped_column(Timestamp)
     created: Mapped[datetime.datetime] = mapped_column(Timestamp, default=_utcnow)
+    # The whole state history, ordered by seq, in the row: a task run's states are only
+    # ever appended by its own engine and read together, and one row per task run (not
+    # one per state) is most of what makes bulk recording fast. See models/task_runs.py.
+    states: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONColumn, default=list, server_default="[]", deferred=True
+    )
 
     __table_args__ = (
         Index(None, "flow_run_id", "created"),
         Index(None, "state_type", "created"),
         Index(None, "created"),
     )
-
-
-class TaskRunState(Base):
-    __tablename__ = "task_run_states"
-
-    task_run_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("task_runs.id", ondelete="CASCADE"), primary_key=True
-    )
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
-    type: Mapped[str] = mapped_column(String(20))
-    name: Mapped[str] = mapped_column(String(50))
-    message: Mapped[str | None] = mapped_column(Text)
-    timestamp: Mapped[datetime.datetime] = mapped_column(Timestamp)
-    details: Mapped[dict[str, Any]] = mapped_column(JSONColumn, default=dict)
-    result_ref: Mapped[dict[str, Any] | None] = mapped_column(JSONColumn)
 
 
 class Log(Base):

@@ -1,8 +1,10 @@
 """Task runs: recorded in batches from the engine, never orchestrated here.
 
-Recording is idempotent and ordered per run: a state is keyed by ``(task_run_id, seq)``,
-so a repeated batch inserts nothing, and a task run's current state only moves to a
-higher ``seq``, so a late batch cannot roll it back.
+A task run's state history lives in its own row (``states``, a JSON list ordered by
+``seq``): a new run arrives with its states in one insert, one row instead of four.
+Recording is idempotent and ordered per run: a state whose ``seq`` is already in the
+history is not added again, so a repeated batch changes nothing; and the run's current
+state is always the one with the highest ``seq``, so a late batch cannot roll it back.
 """
 
 from __future__ import annotations
@@ -10,47 +12,45 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from conveyor.schemas.api import RecordBatch, RecordBatchResult, TaskRunFilter
-from conveyor.schemas.records import StateIn, TaskRunIn, TaskRunStateIn, stored_details
-from conveyor.schemas.states import TERMINAL_STATE_TYPES, StateType, default_state_name
+from conveyor.schemas.records import TaskRunIn, TaskRunStateIn, stored_details
+from conveyor.schemas.states import TERMINAL_STATE_TYPES, default_state_name
 from conveyor.server.database import orm
-from conveyor.server.database.types import Timestamp
 from conveyor.server.models.common import insert_ignoring_duplicates, insert_returning_new_keys
+
+# Existing runs are read back (to merge late states) this many at a time.
+_IDS_PER_QUERY = 500
+_TERMINAL = frozenset(t.value for t in TERMINAL_STATE_TYPES)
+_UTC = datetime.timezone.utc
+
+Entry = dict[str, Any]
+"""One state in a task run's ``states`` history, as stored (JSON)."""
 
 
 def record_batch(session: Session, batch: RecordBatch) -> RecordBatchResult:
     """Record a batch in a handful of statements, however many runs it holds.
 
-    New task runs are inserted with their current state already worked out from the
-    batch; only runs recorded by an earlier batch need updating, in one executemany.
+    New task runs are inserted with their whole history and current state already
+    worked out; only runs recorded by an earlier batch are read back and updated.
     """
-    received = datetime.datetime.now(datetime.timezone.utc)
+    received = datetime.datetime.now(_UTC)
     # Records of flow runs the server does not know (e.g. deleted while the engine was
     # still reporting) are skipped, not refused: a batch that can never be accepted would
     # otherwise be retried forever.
     flow_runs = _known_flow_runs(session, batch)
     task_runs = [r for r in batch.task_runs if _recordable(r.get("flow_run_id"), flow_runs)]
-    arriving = {run["id"] for run in task_runs}
-    states = _known(session, batch.task_run_states, arriving)
-    # A state repeated inside the batch is one state (the first, as the insert keeps it).
-    states = list({(r["task_run_id"], r["seq"]): r for r in reversed(states)}.values())
-    summaries = _summarise(states, received)
-    task_rows = [_task_run_values(run, summaries.get(run["id"]), received) for run in task_runs]
-    new_runs = {key[0] for key in insert_returning_new_keys(session, orm.TaskRun, task_rows)}
-    state_rows = [_state_values(record, received) for record in states]
-    new_states = set(insert_returning_new_keys(session, orm.TaskRunState, state_rows))
-    late = [
-        r
-        for r in states
-        if r["task_run_id"] not in new_runs and (r["task_run_id"], r["seq"]) in new_states
-    ]
-    _apply_to_existing_runs(session, _summarise(late, received))
+    histories = _histories(batch.task_run_states, received)
+    rows = [_task_run_values(run, histories.get(run["id"], {})) for run in task_runs]
+    new_runs = {key[0] for key in insert_returning_new_keys(session, orm.TaskRun, rows)}
+    added = sum(len(histories.get(run_id, ())) for run_id in new_runs)
+    # States of runs recorded earlier (or of runs this batch repeats) are merged in.
+    added += _merge(session, {k: v for k, v in histories.items() if k not in new_runs})
     log_rows = [
         {
             "key": log.id,
@@ -65,9 +65,7 @@ def record_batch(session: Session, batch: RecordBatch) -> RecordBatchResult:
         if _recordable(log.flow_run_id, flow_runs)
     ]
     new_logs = insert_ignoring_duplicates(session, orm.Log, log_rows)
-    return RecordBatchResult(
-        task_runs=len(new_runs), task_run_states=len(new_states), logs=new_logs
-    )
+    return RecordBatchResult(task_runs=len(new_runs), task_run_states=added, logs=new_logs)
 
 
 def _recordable(flow_run_id: uuid.UUID | None, known: set[uuid.UUID]) -> bool:
@@ -85,52 +83,91 @@ def _known_flow_runs(session: Session, batch: RecordBatch) -> set[uuid.UUID]:
     return set(session.execute(query).scalars())
 
 
-def _state_name(state: StateIn) -> str:
-    # The column holds 50 characters; a user may name states freely.
-    return (state.get("name") or default_state_name(state["type"]))[:50]
+def _histories(
+    records: Iterable[TaskRunStateIn], received: datetime.datetime
+) -> dict[uuid.UUID, dict[int, Entry]]:
+    """The batch's states as stored entries, by run and seq (a repeated seq: the first)."""
+    out: dict[uuid.UUID, dict[int, Entry]] = {}
+    for record in records:
+        entries = out.setdefault(record["task_run_id"], {})
+        if record["seq"] not in entries:
+            entries[record["seq"]] = _entry(record, received)
+    return out
 
 
-def _timestamp(state: StateIn, received: datetime.datetime) -> datetime.datetime:
-    return state.get("timestamp") or received
+def _entry(record: TaskRunStateIn, received: datetime.datetime) -> Entry:
+    state = record["state"]
+    type_ = state["type"]
+    timestamp = state.get("timestamp") or received
+    entry: Entry = {
+        "seq": record["seq"],
+        "type": type_.value,
+        # The name is bounded like a flow run state's; a user may name states freely.
+        "name": (state.get("name") or default_state_name(type_))[:50],
+        "timestamp": _iso(timestamp),
+    }
+    if (message := state.get("message")) is not None:
+        entry["message"] = message
+    if details := stored_details(state.get("state_details")):
+        entry["details"] = details
+    if (result_ref := state.get("result_ref")) is not None:
+        entry["result_ref"] = result_ref.model_dump(mode="json")
+    return entry
+
+
+def _iso(moment: datetime.datetime) -> str:
+    if moment.utcoffset():
+        moment = moment.astimezone(_UTC)
+    return moment.replace(tzinfo=_UTC).isoformat()
 
 
 @dataclasses.dataclass
 class _Summary:
-    """What a run's states in one batch say about the run."""
+    """What a run's history says about the run: its current state and its times."""
 
-    latest: TaskRunStateIn
+    latest: Entry | None = None
     runs: int = 0
     started: datetime.datetime | None = None
     ended: datetime.datetime | None = None
 
 
-def _summarise(
-    records: Sequence[TaskRunStateIn], received: datetime.datetime
-) -> dict[uuid.UUID, _Summary]:
-    summaries: dict[uuid.UUID, _Summary] = {}
-    for record in records:
-        summary = summaries.get(record["task_run_id"])
-        if summary is None:
-            summary = summaries[record["task_run_id"]] = _Summary(latest=record)
-        elif record["seq"] > summary.latest["seq"]:
-            summary.latest = record
-        state = record["state"]
-        timestamp = _timestamp(state, received)
-        if state["type"] is StateType.RUNNING:
+def _summarise(history: list[Entry]) -> _Summary:
+    """``history`` ordered by seq."""
+    summary = _Summary(latest=history[-1] if history else None)
+    for entry in history:
+        type_ = entry["type"]
+        if type_ == "RUNNING":
             summary.runs += 1
-            if summary.started is None or timestamp < summary.started:
-                summary.started = timestamp
-        if state["type"] in TERMINAL_STATE_TYPES and (
-            summary.ended is None or timestamp > summary.ended
-        ):
-            summary.ended = timestamp
-    return summaries
+            moment = datetime.datetime.fromisoformat(entry["timestamp"])
+            if summary.started is None or moment < summary.started:
+                summary.started = moment
+        elif type_ in _TERMINAL:
+            moment = datetime.datetime.fromisoformat(entry["timestamp"])
+            if summary.ended is None or moment > summary.ended:
+                summary.ended = moment
+    return summary
 
 
-def _task_run_values(
-    run: TaskRunIn, summary: _Summary | None, received: datetime.datetime
-) -> dict[str, Any]:
-    values: dict[str, Any] = {
+def _current(history: list[Entry]) -> dict[str, Any]:
+    """The columns that summarise ``history`` (ordered by seq)."""
+    summary = _summarise(history)
+    latest = summary.latest
+    return {
+        "states": history,
+        "state_type": latest["type"] if latest else None,
+        "state_name": latest["name"] if latest else None,
+        "state_timestamp": (
+            datetime.datetime.fromisoformat(latest["timestamp"]) if latest else None
+        ),
+        "state_seq": latest["seq"] if latest else 0,
+        "run_count": summary.runs,
+        "start_time": summary.started,
+        "end_time": summary.ended,
+    }
+
+
+def _task_run_values(run: TaskRunIn, history: dict[int, Entry]) -> dict[str, Any]:
+    return {
         "id": run["id"],
         "flow_run_id": run.get("flow_run_id"),
         "name": run["name"],
@@ -144,109 +181,62 @@ def _task_run_values(
             for i in run.get("task_inputs") or ()
         ],
         "cache_key": run.get("cache_key"),
-        "state_type": None,
-        "state_name": None,
-        "state_timestamp": None,
-        "state_seq": 0,
-        "run_count": 0,
-        "start_time": None,
-        "end_time": None,
         "created": run["created"],
+        **_current([history[seq] for seq in sorted(history)]),
     }
-    if summary is not None:
-        latest = summary.latest
-        values.update(
-            state_type=latest["state"]["type"].value,
-            state_name=_state_name(latest["state"]),
-            state_timestamp=_timestamp(latest["state"], received),
-            state_seq=latest["seq"],
-            run_count=summary.runs,
-            start_time=summary.started,
-            end_time=summary.ended,
-        )
-    return values
 
 
-def _apply_to_existing_runs(session: Session, summaries: dict[uuid.UUID, _Summary]) -> None:
-    if not summaries:
-        return
+def _merge(session: Session, histories: dict[uuid.UUID, dict[int, Entry]]) -> int:
+    """Add states to runs already recorded; returns how many were new.
+
+    States of runs the server has never seen are dropped (their run record is missing).
+    The rows are locked while merging (``FOR UPDATE`` on PostgreSQL; the write
+    transaction itself on SQLite), in id order, so concurrent batches queue, not lose.
+    """
+    if not histories:
+        return 0
     table = cast(Table, orm.TaskRun.__table__)
-    c = table.c
-    now = datetime.datetime.now(datetime.timezone.utc)
-    # The current state moves only forward in seq: a late batch cannot roll it back.
-    session.execute(
-        update(table)
-        .where(c.id == bindparam("b_id"), c.state_seq < bindparam("b_seq"))
-        .values(
-            state_type=bindparam("b_type"),
-            state_name=bindparam("b_name"),
-            state_timestamp=bindparam("b_timestamp"),
-            state_seq=bindparam("b_seq"),
-        ),
-        [
-            {
-                "b_id": task_run_id,
-                "b_seq": s.latest["seq"],
-                "b_type": s.latest["state"]["type"].value,
-                "b_name": _state_name(s.latest["state"]),
-                "b_timestamp": _timestamp(s.latest["state"], now),
-            }
-            for task_run_id, s in summaries.items()
-        ],
-    )
-    session.execute(
-        update(table)
-        .where(c.id == bindparam("b_id"))
-        .values(
-            run_count=c.run_count + bindparam("b_runs"),
-            start_time=func.coalesce(c.start_time, bindparam("b_started", type_=Timestamp)),
-            end_time=func.coalesce(bindparam("b_ended", type_=Timestamp), c.end_time),
-        ),
-        [
-            {"b_id": task_run_id, "b_runs": s.runs, "b_started": s.started, "b_ended": s.ended}
-            for task_run_id, s in summaries.items()
-        ],
-    )
-
-
-def _known(
-    session: Session, records: Sequence[TaskRunStateIn], arriving: set[uuid.UUID]
-) -> list[TaskRunStateIn]:
-    """Drop states of task runs the server has never seen (their run record is missing)."""
-    elsewhere = {r["task_run_id"] for r in records} - arriving
-    found = set(arriving)
-    if elsewhere:
-        query = select(orm.TaskRun.id).where(orm.TaskRun.id.in_(elsewhere))
-        found.update(session.execute(query).scalars())
-    return [r for r in records if r["task_run_id"] in found]
-
-
-def _state_values(record: TaskRunStateIn, received: datetime.datetime) -> dict[str, Any]:
-    state = record["state"]
-    result_ref = state.get("result_ref")
-    return {
-        "task_run_id": record["task_run_id"],
-        "seq": record["seq"],
-        "type": state["type"].value,
-        "name": _state_name(state),
-        "message": state.get("message"),
-        "timestamp": _timestamp(state, received),
-        "details": stored_details(state.get("state_details")),
-        "result_ref": result_ref.model_dump(mode="json") if result_ref else None,
-    }
+    updates: list[dict[str, Any]] = []
+    added = 0
+    ids = sorted(histories, key=str)
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        chunk = ids[start : start + _IDS_PER_QUERY]
+        query = (
+            select(table.c.id, table.c.states)
+            .where(table.c.id.in_(chunk))
+            .order_by(table.c.id)
+            .with_for_update()
+        )
+        for run_id, stored in session.execute(query):
+            have = {entry["seq"] for entry in stored}
+            new = [e for seq, e in histories[run_id].items() if seq not in have]
+            if not new:
+                continue
+            added += len(new)
+            history = sorted([*stored, *new], key=lambda e: int(e["seq"]))
+            current = _current(history)
+            updates.append({"b_id": run_id, **{f"b_{k}": v for k, v in current.items()}})
+    if updates:
+        # (A bind parameter may not share a column's name in an UPDATE's SET clause.)
+        columns = [key[2:] for key in updates[0] if key != "b_id"]
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values({column: bindparam(f"b_{column}") for column in columns}),
+            updates,
+        )
+    return added
 
 
 def read_task_run(session: Session, task_run_id: uuid.UUID) -> orm.TaskRun | None:
     return session.get(orm.TaskRun, task_run_id)
 
 
-def read_task_run_states(session: Session, task_run_id: uuid.UUID) -> Sequence[orm.TaskRunState]:
-    result = session.execute(
-        select(orm.TaskRunState)
-        .where(orm.TaskRunState.task_run_id == task_run_id)
-        .order_by(orm.TaskRunState.seq)
-    )
-    return result.scalars().all()
+def read_task_run_states(session: Session, task_run_id: uuid.UUID) -> list[Entry] | None:
+    """The run's state history ordered by seq; None when there is no such run."""
+    query = select(orm.TaskRun.states).where(orm.TaskRun.id == task_run_id)
+    history: list[Entry] | None = session.execute(query).scalar_one_or_none()
+    return history
 
 
 def filter_task_runs(session: Session, flt: TaskRunFilter) -> Sequence[orm.TaskRun]:
