@@ -73,7 +73,7 @@ def test_calling_a_flow_runs_it_once_and_records_a_flow_run(transport: MemoryTra
     (flow_run,) = transport.flow_runs.values()
     assert flow_run.flow_name == "record"
     assert flow_run.parameters == {"x": 21}
-    assert only_flow_run_states(transport) == ["Pending", "Running", "Completed"]
+    assert only_flow_run_states(transport) == ["Running", "Completed"]
 
 
 def test_return_state_returns_the_final_state() -> None:

@@ -326,7 +326,6 @@ def test_flow_retries_rerun_the_flow_and_expose_run_count(transport: MemoryTrans
     assert run_counts == [1, 2, 3]
     (flow_run_id,) = transport.flow_runs
     assert [s.name for s in transport.flow_run_states[flow_run_id]] == [
-        "Pending",
         "Running",
         "AwaitingRetry",
         "Retrying",
@@ -349,7 +348,7 @@ def test_flow_retries_run_out(transport: MemoryTransport) -> None:
     assert attempts == [1, 1]
     (flow_run_id,) = transport.flow_runs
     names = [s.name for s in transport.flow_run_states[flow_run_id]]
-    assert names == ["Pending", "Running", "AwaitingRetry", "Retrying", "Failed"]
+    assert names == ["Running", "AwaitingRetry", "Retrying", "Failed"]
 
 
 def test_flow_retry_delay(sleeps: list[float]) -> None:

@@ -201,7 +201,7 @@ def _assert_pipeline_recorded(api_url: str, run_id: str, wake: str = "") -> None
         assert run["start_time"] is not None
         assert run["end_time"] is not None
         flow_states = _get(client, f"/flow_runs/{run_id}/states")
-        assert [s["type"] for s in flow_states] == ["PENDING", "RUNNING", "COMPLETED"]
+        assert [s["type"] for s in flow_states] == ["RUNNING", "COMPLETED"]
 
         task_runs = _post(client, "/task_runs/filter", {"flow_run_id": [run_id]})
         by_name = {t["name"]: t for t in task_runs}
@@ -322,7 +322,7 @@ def test_the_embedded_default_records_locally_and_the_cli_reads_it(tmp_path: Pat
     assert "pipeline" in out["ls"]
     assert "Completed" in out["ls"]
     assert "pipeline" in out["inspect"]
-    for state in ("Pending", "Running", "Completed"):
+    for state in ("Running", "Completed"):
         assert state in out["inspect"]
     assert "squaring 1" in out["logs"]
     assert "total 5; boom ended FAILED" in out["logs"]

@@ -98,7 +98,7 @@ def test_unreachable_dask_scheduler_fails_the_flow_at_start_quickly(
     assert ran == []
     # The run is not left Running: it ends Failed, with the reason.
     (states,) = transport.flow_run_states.values()
-    assert [s.name for s in states] == ["Pending", "Running", "Failed"]
+    assert [s.name for s in states] == ["Running", "Failed"]
     assert address in str(states[-1].message)
 
 

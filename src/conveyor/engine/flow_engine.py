@@ -136,9 +136,6 @@ class FlowRunEngine:
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> None:
         configure_logging(self.environment.settings.logging_level)
-        pending = Pending()
-        pending.state_details.flow_run_id = self.flow_run.id
-        self.state = self.recorder.create_flow_run(self.flow_run, pending)
         logger.info(
             "Beginning flow run %r for flow %r",
             self.flow_run.name,
@@ -148,7 +145,14 @@ class FlowRunEngine:
 
     def begin_attempt(self) -> None:
         self.run_count += 1
-        self.propose(Running() if self.run_count == 1 else Retrying())
+        if self.run_count == 1:
+            # A run called in this process starts at once: it is created Running, one
+            # round trip, not created Pending and then moved to Running.
+            running = Running()
+            running.state_details.flow_run_id = self.flow_run.id
+            self.state = self.recorder.create_flow_run(self.flow_run, running)
+        else:
+            self.propose(Retrying())
         template = self.flow.task_runner
         self.runner = template.duplicate() if template is not None else _default_runner()
         try:
