@@ -22,6 +22,7 @@ from typing import Any, cast
 from sqlalchemy import JSON, Column, Table, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from conveyor.server.database.orm import Base
@@ -58,12 +59,19 @@ def insert_returning_new_keys(
     if _dialect(session).name != "sqlite":
         return _postgresql_insert(session, table, rows)
     names = [c.name for c in table.primary_key.columns]
-    existing = _existing_keys(session, table, {_key(row, names) for row in rows})
-    new: dict[tuple[Any, ...], Row] = {}
+    unique: dict[tuple[Any, ...], Row] = {}
     for row in rows:
-        key = _key(row, names)
-        if key not in existing and key not in new:
-            new[key] = row  # the first of repeated rows wins, as ON CONFLICT would have it
+        unique.setdefault(_key(row, names), row)  # the first of repeats wins, as ON CONFLICT
+    # Optimistic: usually every row is new, and one executemany is all it takes. Only
+    # when some key exists already does it pay for looking them up first.
+    try:
+        with session.begin_nested():
+            _sqlite_executemany(session, table, list(unique.values()), or_ignore=False)
+        return list(unique)
+    except IntegrityError:
+        pass
+    existing = _existing_keys(session, table, set(unique))
+    new = {key: row for key, row in unique.items() if key not in existing}
     _sqlite_executemany(session, table, list(new.values()), or_ignore=False)
     return list(new)
 
@@ -175,11 +183,13 @@ def sqlite_timestamp(value: datetime.datetime | None) -> str | None:
     """What ``Timestamp`` stores on SQLite: naive UTC text with microseconds."""
     if value is None:
         return None
-    if value.tzinfo is not _UTC:
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r} reached the database; use UTC")
+    offset = value.utcoffset()
+    if offset is None:
+        raise ValueError(f"naive datetime {value!r} reached the database; use UTC")
+    if offset:
         value = value.astimezone(_UTC)
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    # "YYYY-MM-DD HH:MM:SS.ffffff" and then the "+00:00" this drops.
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 def sqlite_json(value: Any) -> str:

@@ -118,7 +118,7 @@ def _entry(record: TaskRunStateIn, received: datetime.datetime) -> Entry:
 def _iso(moment: datetime.datetime) -> str:
     if moment.utcoffset():
         moment = moment.astimezone(_UTC)
-    return moment.replace(tzinfo=_UTC).isoformat()
+    return moment.isoformat()
 
 
 @dataclasses.dataclass
