@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from conveyor import ThreadPoolTaskRunner, concurrency, flow, rate_limit, task
+from conveyor import (
+    ProcessPoolTaskRunner,
+    ThreadPoolTaskRunner,
+    concurrency,
+    flow,
+    rate_limit,
+    task,
+)
 from conveyor.client.transport import ApiTransport
 from conveyor.engine import runtime
 from conveyor.engine.concurrency import transport_of
@@ -64,6 +71,27 @@ def test_a_tag_limit_caps_concurrent_task_runs(backend: ApiTransport) -> None:
     assert len(spans) == 6
     assert _max_overlap(spans) == 2
     limit = backend.call(lambda client: client.read_concurrency_limit("db"))
+    assert limit.active_slots == 0
+
+
+def test_a_tag_limit_holds_in_worker_processes_too(backend: ApiTransport) -> None:
+    # The slots are taken inside each worker process, from the same backend.
+    backend.call(lambda client: client.set_concurrency_limit("gpu", 1))
+
+    @task(tags=["gpu"])
+    def train(i: int) -> tuple[float, float]:
+        start = time.time()
+        time.sleep(0.3)
+        return start, time.time()
+
+    @flow(task_runner=ProcessPoolTaskRunner(3))
+    def pipeline() -> list[tuple[float, float]]:
+        return [f.result() for f in train.map(range(3))]
+
+    spans = pipeline()
+    assert len(spans) == 3
+    assert _max_overlap(spans) == 1
+    limit = backend.call(lambda client: client.read_concurrency_limit("gpu"))
     assert limit.active_slots == 0
 
 

@@ -15,6 +15,7 @@ import time
 import uuid
 import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -78,12 +79,21 @@ class RunRecorder(Protocol):
 
 
 class CollectingRecorder:
-    """Keeps events in a list; used inside worker processes to send them home."""
+    """Keeps events in a list; used inside worker processes to send them home.
+
+    ``transport``, when given, makes the backend a worker asks for concurrency slots;
+    it is only called when a task needs one (see ``engine.concurrency``).
+    """
 
     enabled = True
 
-    def __init__(self) -> None:
+    def __init__(self, transport: Callable[[], object | None] | None = None) -> None:
         self.events: list[Event] = []
+        self._make_transport = transport
+
+    @property
+    def transport(self) -> object | None:
+        return self._make_transport() if self._make_transport is not None else None
 
     def create_flow_run(self, flow_run: FlowRun, state: State) -> State:
         raise NotImplementedError("flow runs are not created inside task-runner workers")

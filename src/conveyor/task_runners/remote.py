@@ -8,8 +8,10 @@ a result that cannot travel becomes a clear failure instead of a broken pool.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from conveyor.client.recorder import CollectingRecorder, RunRecorder
@@ -18,8 +20,10 @@ from conveyor.schemas.runs import TaskRunStateRecord
 from conveyor.schemas.states import Crashed, Failed, FailedRunError, State
 
 if TYPE_CHECKING:
+    from conveyor.client.transport import ApiTransport
     from conveyor.engine.futures import ConveyorFuture
     from conveyor.engine.task_call import TaskCall
+    from conveyor.settings import Settings
 
 
 def dumps(value: Any) -> bytes:
@@ -54,7 +58,7 @@ def run_packed_call(payload: bytes, upstream: dict[int, bytes] | None = None) ->
     if upstream:
         call = call.with_placeholders_filled({i: loads(b)[0] for i, b in upstream.items()})
     configure_logging(call.environment.settings.logging_level)
-    recorder = CollectingRecorder()
+    recorder = CollectingRecorder(transport=partial(worker_transport, call.environment.settings))
     if call.task.isasync:
         from conveyor.engine import runtime
 
@@ -89,6 +93,25 @@ def run_packed_call(payload: bytes, upstream: dict[int, bytes] | None = None) ->
             for e in recorder.events
         ]
         return dumps((failed, events))
+
+
+_transports: dict[tuple[object, ...], ApiTransport | None] = {}
+_transports_lock = threading.Lock()
+
+
+def worker_transport(settings: Settings) -> ApiTransport | None:
+    """The backend this worker process asks for concurrency slots (tag limits hold in
+    worker processes too): made on first need, then kept for the life of the process."""
+    if settings.backend == "none":
+        return None
+    key = (settings.api_url, settings.database_url, str(settings.home))
+    with _transports_lock:
+        if key not in _transports:
+            from conveyor.client.transport import ApiTransport
+
+            transport = _transports[key] = ApiTransport(settings)
+            atexit.register(transport.close)
+        return _transports[key]
 
 
 def _make_error_portable(state: State) -> None:
