@@ -50,3 +50,7 @@ class TaskRunnerError(ConveyorError):
 
 class NotInFlowError(ConveyorError, RuntimeError):
     """An operation that needs a running flow was called outside of one."""
+
+
+class CancelledRun(ConveyorError):
+    """The flow run was cancelled (``conveyor flow-run cancel``) before it finished."""

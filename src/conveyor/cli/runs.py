@@ -186,6 +186,24 @@ def flow_run_logs(
     _with_client(tail)
 
 
+@flow_run_app.command("cancel")
+def flow_run_cancel(flow_run_id: str = typer.Argument(..., help="The flow run's id.")) -> None:
+    """Cancel a flow run: at once if it has not started, else at its next task call."""
+    from conveyor.cli.main import fail
+    from conveyor.schemas.api import OrchestrationStatus
+
+    run_id = _parse_id(flow_run_id, "flow run")
+    result = _with_client(lambda client: client.cancel_flow_run(run_id))
+    if result.status is OrchestrationStatus.ABORT or result.state is None:
+        fail(f"Flow run {run_id} was not cancelled: {result.reason}")
+    if result.state.is_cancelled():
+        typer.echo(f"Cancelled flow run {run_id}.")
+    else:
+        typer.echo(
+            f"Cancelling flow run {run_id}: it stops at its next task call and ends Cancelled."
+        )
+
+
 @flow_run_app.command("delete")
 def flow_run_delete(flow_run_id: str = typer.Argument(..., help="The flow run's id.")) -> None:
     """Delete a flow run with its task runs, states and logs."""

@@ -165,6 +165,11 @@ class ConveyorClient:
         data = await self.request("POST", f"/flow_runs/{flow_run_id}/set_state", body)
         return OrchestrationResult.model_validate(data)
 
+    async def cancel_flow_run(self, flow_run_id: uuid.UUID) -> OrchestrationResult:
+        """Cancelled at once if not started; Cancelling until its engine stops if running."""
+        data = await self.request("POST", f"/flow_runs/{flow_run_id}/cancel")
+        return OrchestrationResult.model_validate(data)
+
     async def read_flow_run_states(self, flow_run_id: uuid.UUID) -> list[StateRead]:
         return _many(StateRead, await self.request("GET", f"/flow_runs/{flow_run_id}/states"))
 

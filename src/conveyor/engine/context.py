@@ -50,6 +50,8 @@ class FlowRunContext:
     run_count: int = 1
     """Which attempt of the flow run this is: 1, then 2 on the first retry, ..."""
     futures: list[ConveyorFuture[Any]] = field(default_factory=list)
+    cancel_requested: threading.Event | None = None
+    """Set when the run (or the top-level run it belongs to) is being cancelled."""
     _task_counters: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

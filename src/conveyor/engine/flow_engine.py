@@ -22,6 +22,7 @@ from typing import Any
 
 from conveyor.client.recorder import RunRecorder
 from conveyor.engine import runtime
+from conveyor.engine.cancellation import FlowRunCancelled
 from conveyor.engine.context import (
     FlowRunContext,
     RunEnvironment,
@@ -38,7 +39,7 @@ from conveyor.engine.inputs import iter_leaves, walk
 from conveyor.engine.names import generate_run_name
 from conveyor.engine.options import delay_for_attempt
 from conveyor.engine.run_logging import configure_logging, run_log_extra
-from conveyor.exceptions import ConfigurationError, FlowRunTimeoutError
+from conveyor.exceptions import CancelledRun, ConfigurationError, FlowRunTimeoutError
 from conveyor.schemas.runs import FlowRun
 from conveyor.schemas.states import (
     AwaitingRetry,
@@ -108,6 +109,8 @@ class FlowRunEngine:
         self.retry_delay = 0.0
         self.runner: TaskRunner | None = None
         self.context: FlowRunContext | None = None
+        # A subflow stops with the run it belongs to; a top-level run is watched.
+        self.cancel_requested = parent.cancel_requested if parent is not None else None
 
     def _render_name(self) -> str:
         template = self.flow.flow_run_name
@@ -151,6 +154,7 @@ class FlowRunEngine:
             running = Running()
             running.state_details.flow_run_id = self.flow_run.id
             self.state = self.recorder.create_flow_run(self.flow_run, running)
+            self._watch_for_cancellation()
         else:
             self.propose(Retrying())
         template = self.flow.task_runner
@@ -170,7 +174,19 @@ class FlowRunEngine:
             task_runner=self.runner,
             recorder=self.recorder,
             run_count=self.run_count,
+            cancel_requested=self.cancel_requested,
         )
+
+    def _watch_for_cancellation(self) -> None:
+        if not self.is_top_level:
+            return
+        from conveyor.engine.concurrency import transport_of
+
+        transport = transport_of(self.recorder)
+        if transport is not None:
+            from conveyor.engine.cancellation import watcher
+
+            self.cancel_requested = watcher.watch(transport, self.flow_run.id)
 
     def enter(self) -> tuple[Any, Any]:
         return flow_run_context.set(self.context), _log_prints.set(self.environment.log_prints)
@@ -256,6 +272,9 @@ class FlowRunEngine:
         return store.write(str(self.flow_run.id), value)
 
     def fail(self, exc: BaseException) -> State | None:
+        if isinstance(exc, FlowRunCancelled):
+            error = CancelledRun(str(exc))
+            return self.conclude(Cancelled(data=error, message=str(exc)))
         if isinstance(exc, FlowRunTimeoutError):
             return self.conclude(TimedOut(data=exc, message=str(exc)))
         if isinstance(exc, asyncio.CancelledError):
@@ -285,7 +304,11 @@ class FlowRunEngine:
             return None
         data = candidate.data
         accepted = self.propose(candidate)
-        if accepted is not candidate and not accepted.has_data():
+        if accepted is not candidate and accepted.is_cancelled():
+            # Cancelled while it ran (the server answered so): calling it raises that.
+            if not isinstance(accepted.data, BaseException):
+                accepted.data = CancelledRun(accepted.message or "The flow run was cancelled.")
+        elif accepted is not candidate and not accepted.has_data():
             accepted.data = data
         return accepted
 
@@ -301,6 +324,10 @@ class FlowRunEngine:
     def log_final(self) -> None:
         level = logging.INFO if self.state.is_completed() else logging.ERROR
         logger.log(level, "Finished in state %r", self.state, extra=self.log_extra())
+        if self.is_top_level and self.cancel_requested is not None:
+            from conveyor.engine.cancellation import watcher
+
+            watcher.unwatch(self.flow_run.id)
         if self.is_top_level:
             self.recorder.flush(timeout=30)
 
@@ -368,7 +395,7 @@ def flow_run_steps(engine: FlowRunEngine) -> Steps:
     if hooks:
         yield RunHooks(hooks, (flow, engine.flow_run, state), engine.log_extra())
     engine.log_final()
-    if error is not None and not isinstance(error, Exception):
+    if error is not None and not isinstance(error, (Exception, FlowRunCancelled)):
         raise error
     return state
 

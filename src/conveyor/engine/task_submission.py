@@ -28,6 +28,11 @@ def _make_call(
 ) -> tuple[TaskCall, RunRecorder]:
     flow_ctx = flow_run_context.get()
     if flow_ctx is not None:
+        cancel = flow_ctx.cancel_requested
+        if cancel is not None and cancel.is_set():
+            from conveyor.engine.cancellation import FlowRunCancelled
+
+            raise FlowRunCancelled(f"Flow run {flow_ctx.flow_run.name!r} was cancelled.")
         env = flow_ctx.environment
         recorder: RunRecorder = flow_ctx.recorder
         dynamic_key = flow_ctx.next_dynamic_key(task.task_key)

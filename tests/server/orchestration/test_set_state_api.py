@@ -86,3 +86,46 @@ async def test_wait_says_how_long(client: httpx.AsyncClient) -> None:
     assert 100 < result["delay_seconds"] <= 120
     assert result["state"]["type"] == "SCHEDULED"
     assert await _history(client, run_id) == ["Scheduled"]
+
+
+async def _cancel(client: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
+    response = await client.post(f"/flow_runs/{run_id}/cancel")
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def test_cancelling_a_run_that_has_not_started_cancels_it_at_once(
+    client: httpx.AsyncClient,
+) -> None:
+    run_id = await _new_run(client)  # Pending
+    result = await _cancel(client, run_id)
+    assert (result["status"], result["state"]["type"]) == ("ACCEPT", "CANCELLED")
+    assert await _history(client, run_id) == ["Pending", "Cancelled"]
+
+
+async def test_a_running_run_is_cancelling_until_it_reports_then_cancelled(
+    client: httpx.AsyncClient,
+) -> None:
+    run_id = await _new_run(client, state={"type": "RUNNING"})
+    result = await _cancel(client, run_id)
+    assert (result["status"], result["state"]["type"]) == ("ACCEPT", "CANCELLING")
+    # Whatever the engine reports next, the run ends Cancelled, and the answer says so.
+    done = await _propose(client, run_id, {"type": "COMPLETED"})
+    assert (done["status"], done["state"]["type"]) == ("REJECT", "CANCELLED")
+    assert "being cancelled" in done["reason"]
+    assert await _history(client, run_id) == ["Running", "Cancelling", "Cancelled"]
+
+
+async def test_a_finished_run_cannot_be_cancelled(client: httpx.AsyncClient) -> None:
+    run_id = await _new_run(client, state={"type": "COMPLETED"})
+    result = await _cancel(client, run_id)
+    assert result["status"] == "ABORT"
+    assert "already Completed" in result["reason"]
+    assert await _history(client, run_id) == ["Completed"]
+
+
+async def test_cancelling_an_unknown_run_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.post(f"/flow_runs/{uuid.uuid4()}/cancel")
+    assert response.status_code == 404
+    assert "No flow run" in response.json()["detail"]

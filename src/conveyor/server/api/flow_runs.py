@@ -18,7 +18,11 @@ from conveyor.server.api.deps import get_database
 from conveyor.server.database import orm
 from conveyor.server.database.engine import Database
 from conveyor.server.models import flow_runs
-from conveyor.server.orchestration.policy import FlowRunNotFound, set_flow_run_state
+from conveyor.server.orchestration.policy import (
+    FlowRunNotFound,
+    cancel_flow_run,
+    set_flow_run_state,
+)
 
 router = APIRouter(prefix="/flow_runs", tags=["flow runs"])
 DB = Annotated[Database, Depends(get_database)]
@@ -76,6 +80,16 @@ async def set_state(flow_run_id: uuid.UUID, body: SetState, database: DB) -> Orc
     """Propose a state; the answer says ACCEPT, REJECT, WAIT (with a delay) or ABORT."""
     try:
         return await database.write(set_flow_run_state, flow_run_id, body.state, force=body.force)
+    except FlowRunNotFound:
+        raise _missing(flow_run_id) from None
+
+
+@router.post("/{flow_run_id}/cancel", response_model=OrchestrationResult)
+async def cancel(flow_run_id: uuid.UUID, database: DB) -> OrchestrationResult:
+    """Cancel the run: Cancelled at once if it has not started; otherwise Cancelling, until
+    its engine stops at its next step. ABORT (with the reason) if it already finished."""
+    try:
+        return await database.write(cancel_flow_run, flow_run_id)
     except FlowRunNotFound:
         raise _missing(flow_run_id) from None
 

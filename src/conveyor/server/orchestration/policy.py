@@ -8,9 +8,10 @@ import uuid
 from sqlalchemy.orm import Session
 
 from conveyor.schemas.api import OrchestrationResult, OrchestrationStatus
-from conveyor.schemas.states import State
+from conveyor.schemas.states import Cancelled, Cancelling, State, StateType
 from conveyor.server.models import flow_runs
 from conveyor.server.orchestration.rules import (
+    FinishCancellation,
     PreventDuplicateClaims,
     ProtectTerminalStates,
     RetryFailedFlowRuns,
@@ -21,6 +22,7 @@ from conveyor.server.orchestration.rules import (
 
 FLOW_RUN_POLICY: tuple[Rule, ...] = (
     ProtectTerminalStates(),
+    FinishCancellation(),
     PreventDuplicateClaims(),
     WaitForScheduledTime(),
     RetryFailedFlowRuns(),
@@ -92,3 +94,26 @@ def set_flow_run_state(
     return OrchestrationResult(
         status=ctx.status, state=ctx.initial, reason=ctx.reason, delay_seconds=ctx.delay_seconds
     )
+
+
+# Runs that have started: cancelling one asks its engine (or, later, its worker) to stop.
+_STARTED = frozenset({StateType.RUNNING, StateType.CANCELLING})
+
+
+def cancel_flow_run(
+    session: Session, flow_run_id: uuid.UUID, *, now: datetime.datetime | None = None
+) -> OrchestrationResult:
+    """Cancel a run: one that has not started is Cancelled at once; a running one becomes
+    Cancelling, and ends Cancelled when its engine next reports (see FinishCancellation).
+    A finished run is left as it is (ABORT)."""
+    run = flow_runs.read_flow_run(session, flow_run_id, for_update=True)
+    if run is None:
+        raise FlowRunNotFound(flow_run_id)
+    started = run.state_type is not None and StateType(run.state_type) in _STARTED
+    state = (
+        Cancelling(message="Cancelled by request.")
+        if started
+        else Cancelled(message="Cancelled by request before it started.")
+    )
+    state.state_details.transition_id = uuid.uuid4()
+    return set_flow_run_state(session, flow_run_id, state, now=now)

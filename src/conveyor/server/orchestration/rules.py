@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from conveyor.schemas.api import OrchestrationStatus
-from conveyor.schemas.states import TERMINAL_STATE_TYPES, AwaitingRetry, State, StateType
+from conveyor.schemas.states import (
+    TERMINAL_STATE_TYPES,
+    AwaitingRetry,
+    Cancelled,
+    State,
+    StateType,
+)
 from conveyor.server.database import orm
 
 ALL_TYPES: frozenset[StateType | None] = frozenset([*StateType, None])
@@ -115,6 +121,24 @@ class WaitForScheduledTime(Rule):
         if when is not None and when - SCHEDULE_TOLERANCE > ctx.now:
             delay = (when - ctx.now).total_seconds()
             ctx.wait(delay, f"The run is scheduled for {when.isoformat()}; wait {delay:.1f}s.")
+
+
+class FinishCancellation(Rule):
+    """A run being cancelled ends Cancelled, whatever it proposes next (Completed,
+    Failed, a retry): the engine learns it from the answer and stops there."""
+
+    FROM_STATES = frozenset({StateType.CANCELLING})
+    TO_STATES = frozenset(StateType) - {
+        StateType.CANCELLING,
+        StateType.CANCELLED,
+        StateType.CRASHED,
+    }
+
+    def before_transition(self, ctx: TransitionContext) -> None:
+        ctx.reject(
+            Cancelled(message=ctx.initial.message if ctx.initial else None),
+            f"The run is being cancelled; it ends Cancelled, not {ctx.proposed.name}.",
+        )
 
 
 class RetryFailedFlowRuns(Rule):
