@@ -14,7 +14,9 @@ from collections.abc import Iterator
 import pytest
 
 from conveyor.client import MemoryTransport, Recorder
+from conveyor.client.transport import ApiTransport
 from conveyor.engine import runtime
+from conveyor.engine.concurrency import transport_of
 from conveyor.settings import Settings
 
 
@@ -42,6 +44,21 @@ def transport() -> Iterator[MemoryTransport]:
     with runtime.use_recorder(recorder):
         yield memory
     recorder.close()
+
+
+@pytest.fixture
+def backend(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiTransport]:
+    """The embedded backend (a real database) under a fresh home; its API transport."""
+    monkeypatch.setenv("CONVEYOR_HOME", str(tmp_path))
+    monkeypatch.delenv("CONVEYOR_BACKEND")
+    with runtime.use_settings(Settings(home=tmp_path)):
+        recorder = runtime.get_recorder()
+        transport = transport_of(recorder)
+        assert transport is not None
+        try:
+            yield transport
+        finally:
+            recorder.close()
 
 
 @pytest.fixture

@@ -5,34 +5,20 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from conveyor import flow, task
 from conveyor.client.transport import ApiTransport
-from conveyor.engine import cancellation, runtime
-from conveyor.engine.concurrency import transport_of
+from conveyor.engine import cancellation
 from conveyor.engine.context import get_run_context
 from conveyor.exceptions import CancelledRun
 from conveyor.schemas.states import StateType
-from conveyor.settings import Settings
 
 
-@pytest.fixture
-def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiTransport]:
-    monkeypatch.setenv("CONVEYOR_HOME", str(tmp_path))
-    monkeypatch.delenv("CONVEYOR_BACKEND")
+@pytest.fixture(autouse=True)
+def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cancellation, "POLL_SECONDS", 0.05)
-    with runtime.use_settings(Settings(home=tmp_path)):
-        recorder = runtime.get_recorder()
-        transport = transport_of(recorder)
-        assert transport is not None
-        try:
-            yield transport
-        finally:
-            recorder.close()
 
 
 def test_a_cancelled_flow_stops_at_its_next_task_and_ends_cancelled(

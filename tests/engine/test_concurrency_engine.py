@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -20,25 +18,7 @@ from conveyor import (
     task,
 )
 from conveyor.client.transport import ApiTransport
-from conveyor.engine import runtime
-from conveyor.engine.concurrency import transport_of
 from conveyor.exceptions import ConfigurationError
-from conveyor.settings import Settings
-
-
-@pytest.fixture
-def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiTransport]:
-    """The embedded backend under a fresh home; its API transport."""
-    monkeypatch.setenv("CONVEYOR_HOME", str(tmp_path))
-    monkeypatch.delenv("CONVEYOR_BACKEND")
-    with runtime.use_settings(Settings(home=tmp_path)):
-        recorder = runtime.get_recorder()
-        transport = transport_of(recorder)
-        assert transport is not None
-        try:
-            yield transport
-        finally:
-            recorder.close()
 
 
 def _max_overlap(spans: list[tuple[float, float]]) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from collections.abc import Iterable
 from typing import Annotated, Any, cast
 
 from pydantic import AwareDatetime, ConfigDict, Field, with_config
@@ -133,9 +134,16 @@ def encode_state(record: TaskRunStateRecord) -> TaskRunStateIn:
 def stored_details(details: StateDetailsIn | None) -> dict[str, Any]:
     """State details as a task-run state stores them: set, non-implied fields only, ids
     and times as strings."""
+    items = (details or {}).items()
+    return jsonable_details((name, value) for name, value in items if name not in IMPLIED_DETAILS)
+
+
+def jsonable_details(items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """Details as stored (flow-run and task-run states alike): the fields that are set,
+    with ids and times as strings."""
     out: dict[str, Any] = {}
-    for name, value in (details or {}).items():
-        if value is None or name in IMPLIED_DETAILS:
+    for name, value in items:
+        if value is None:
             continue
         if isinstance(value, uuid.UUID):
             value = str(value)

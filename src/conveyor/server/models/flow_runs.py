@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from conveyor.schemas.api import FlowRunCreate, FlowRunFilter, FlowRunSort
+from conveyor.schemas.records import jsonable_details
 from conveyor.schemas.states import TERMINAL_STATE_TYPES, State, StateDetails, StateType
 from conveyor.server.database import orm
 from conveyor.server.models.common import insert_ignoring_duplicates
@@ -60,17 +61,7 @@ _DETAIL_FIELDS = tuple(f.name for f in dataclasses.fields(StateDetails))
 
 def details_json(details: StateDetails) -> dict[str, Any]:
     """State details as stored: set fields only, ids and times as strings."""
-    out: dict[str, Any] = {}
-    for name in _DETAIL_FIELDS:
-        value = getattr(details, name)
-        if value is None:
-            continue
-        if isinstance(value, uuid.UUID):
-            value = str(value)
-        elif isinstance(value, datetime.datetime):
-            value = value.isoformat()
-        out[name] = value
-    return out
+    return jsonable_details((name, getattr(details, name)) for name in _DETAIL_FIELDS)
 
 
 def create_flow_run(session: Session, data: FlowRunCreate) -> tuple[orm.FlowRun, bool]:
