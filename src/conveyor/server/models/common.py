@@ -5,8 +5,9 @@ makes repeated batches and retried requests harmless.
 
 On SQLite they bypass SQLAlchemy's per-row statement machinery, which for thousands of
 small rows costs several times the insert itself: each value goes through its column's
-own bind processor (the very conversion SQLAlchemy would apply, so what is stored is the
-same) and the rows go to the driver's ``executemany`` at once. This is race-free because
+own bind processor, or for our ``Timestamp`` and JSON columns through an equivalent that
+a test pins to store exactly the same, and the rows go to the driver's ``executemany``
+at once. This is race-free because
 every SQLite write transaction holds the database's write lock from its ``BEGIN
 IMMEDIATE``. PostgreSQL uses ``INSERT ... ON CONFLICT DO NOTHING``.
 """

@@ -31,6 +31,9 @@ _UTC = datetime.timezone.utc
 
 Entry = dict[str, Any]
 """One state in a task run's ``states`` history, as stored (JSON)."""
+Timed = tuple[Entry, datetime.datetime]
+"""An entry with its timestamp as a datetime: summaries never parse back what was just
+formatted."""
 
 
 def record_batch(session: Session, batch: RecordBatch) -> RecordBatchResult:
@@ -85,9 +88,9 @@ def _known_flow_runs(session: Session, batch: RecordBatch) -> set[uuid.UUID]:
 
 def _histories(
     records: Iterable[TaskRunStateIn], received: datetime.datetime
-) -> dict[uuid.UUID, dict[int, Entry]]:
+) -> dict[uuid.UUID, dict[int, Timed]]:
     """The batch's states as stored entries, by run and seq (a repeated seq: the first)."""
-    out: dict[uuid.UUID, dict[int, Entry]] = {}
+    out: dict[uuid.UUID, dict[int, Timed]] = {}
     for record in records:
         entries = out.setdefault(record["task_run_id"], {})
         if record["seq"] not in entries:
@@ -95,7 +98,7 @@ def _histories(
     return out
 
 
-def _entry(record: TaskRunStateIn, received: datetime.datetime) -> Entry:
+def _entry(record: TaskRunStateIn, received: datetime.datetime) -> Timed:
     state = record["state"]
     type_ = state["type"]
     timestamp = state.get("timestamp") or received
@@ -112,7 +115,7 @@ def _entry(record: TaskRunStateIn, received: datetime.datetime) -> Entry:
         entry["details"] = details
     if (result_ref := state.get("result_ref")) is not None:
         entry["result_ref"] = result_ref.model_dump(mode="json")
-    return entry
+    return entry, timestamp
 
 
 def _iso(moment: datetime.datetime) -> str:
@@ -131,34 +134,29 @@ class _Summary:
     ended: datetime.datetime | None = None
 
 
-def _summarise(history: list[Entry]) -> _Summary:
+def _summarise(history: list[Timed]) -> _Summary:
     """``history`` ordered by seq."""
-    summary = _Summary(latest=history[-1] if history else None)
-    for entry in history:
+    summary = _Summary(latest=history[-1][0] if history else None)
+    for entry, moment in history:
         type_ = entry["type"]
         if type_ == "RUNNING":
             summary.runs += 1
-            moment = datetime.datetime.fromisoformat(entry["timestamp"])
             if summary.started is None or moment < summary.started:
                 summary.started = moment
-        elif type_ in _TERMINAL:
-            moment = datetime.datetime.fromisoformat(entry["timestamp"])
-            if summary.ended is None or moment > summary.ended:
-                summary.ended = moment
+        elif type_ in _TERMINAL and (summary.ended is None or moment > summary.ended):
+            summary.ended = moment
     return summary
 
 
-def _current(history: list[Entry]) -> dict[str, Any]:
+def _current(history: list[Timed]) -> dict[str, Any]:
     """The columns that summarise ``history`` (ordered by seq)."""
     summary = _summarise(history)
     latest = summary.latest
     return {
-        "states": history,
+        "states": [entry for entry, _ in history],
         "state_type": latest["type"] if latest else None,
         "state_name": latest["name"] if latest else None,
-        "state_timestamp": (
-            datetime.datetime.fromisoformat(latest["timestamp"]) if latest else None
-        ),
+        "state_timestamp": history[-1][1] if history else None,
         "state_seq": latest["seq"] if latest else 0,
         "run_count": summary.runs,
         "start_time": summary.started,
@@ -166,7 +164,7 @@ def _current(history: list[Entry]) -> dict[str, Any]:
     }
 
 
-def _task_run_values(run: TaskRunIn, history: dict[int, Entry]) -> dict[str, Any]:
+def _task_run_values(run: TaskRunIn, history: dict[int, Timed]) -> dict[str, Any]:
     return {
         "id": run["id"],
         "flow_run_id": run.get("flow_run_id"),
@@ -186,7 +184,7 @@ def _task_run_values(run: TaskRunIn, history: dict[int, Entry]) -> dict[str, Any
     }
 
 
-def _merge(session: Session, histories: dict[uuid.UUID, dict[int, Entry]]) -> int:
+def _merge(session: Session, histories: dict[uuid.UUID, dict[int, Timed]]) -> int:
     """Add states to runs already recorded; returns how many were new.
 
     States of runs the server has never seen are dropped (their run record is missing).
@@ -213,7 +211,8 @@ def _merge(session: Session, histories: dict[uuid.UUID, dict[int, Entry]]) -> in
             if not new:
                 continue
             added += len(new)
-            history = sorted([*stored, *new], key=lambda e: int(e["seq"]))
+            timed = [(e, datetime.datetime.fromisoformat(e["timestamp"])) for e in stored]
+            history = sorted([*timed, *new], key=lambda t: int(t[0]["seq"]))
             current = _current(history)
             updates.append({"b_id": run_id, **{f"b_{k}": v for k, v in current.items()}})
     if updates:
