@@ -56,7 +56,8 @@ class SlotWaiters:
             event.set()
 
 
-def _waiters(request: Request) -> SlotWaiters:
+async def _waiters(request: Request) -> SlotWaiters:
+    # async: on the event loop, so two requests cannot each make a registry of their own.
     waiters: SlotWaiters | None = getattr(request.app.state, "concurrency_waiters", None)
     if waiters is None:
         waiters = request.app.state.concurrency_waiters = SlotWaiters()

@@ -7,6 +7,7 @@ from fastapi import Request
 from conveyor.server.database.engine import Database
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
+    # async: FastAPI runs a plain ``def`` dependency on a worker thread, a hop per request.
     database: Database = request.app.state.database
     return database
