@@ -16,6 +16,7 @@ fields here are the fields there.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import uuid
 from collections.abc import Iterable
@@ -26,7 +27,7 @@ from typing_extensions import NotRequired, TypedDict
 
 from conveyor.schemas.results import ResultRef
 from conveyor.schemas.runs import TaskRun, TaskRunStateRecord
-from conveyor.schemas.states import StateType, default_state_name
+from conveyor.schemas.states import StateDetails, StateType, default_state_name
 
 _FORBID_EXTRA = ConfigDict(extra="forbid")
 Int32 = Annotated[int, Field(ge=0, le=2**31 - 1)]
@@ -84,7 +85,9 @@ class TaskRunIn(TypedDict):
 
 # State details the record itself implies; never sent, never stored.
 IMPLIED_DETAILS = frozenset({"flow_run_id", "task_run_id"})
-_SENT_DETAILS = ("scheduled_time", "cache_key", "cache_expiration", "run_count", "transition_id")
+_SENT_DETAILS = tuple(
+    f.name for f in dataclasses.fields(StateDetails) if f.name not in IMPLIED_DETAILS
+)
 
 
 def encode_task_run(run: TaskRun) -> TaskRunIn:
