@@ -13,6 +13,7 @@ import typer
 
 if TYPE_CHECKING:
     from conveyor.client.api import ConveyorClient
+    from conveyor.schemas.states import StateType
 
 T = TypeVar("T")
 
@@ -80,6 +81,16 @@ def _parse_id(value: str, what: str) -> uuid.UUID:
         fail(f"{value!r} is not a {what} id; ids look like 1b4e28ba-2fa1-11d2-883f-0016d3cca427.")
 
 
+def _parse_states(values: list[str] | None) -> list[StateType] | None:
+    from conveyor.cli.main import fail
+    from conveyor.schemas.states import StateType
+
+    try:
+        return [StateType(v.upper()) for v in values] if values else None
+    except ValueError:
+        fail(f"Unknown state in {values}; use one of {', '.join(t.value for t in StateType)}.")
+
+
 @flow_run_app.command("ls")
 def flow_run_ls(
     flow: Annotated[
@@ -94,14 +105,9 @@ def flow_run_ls(
     from rich.console import Console
     from rich.table import Table
 
-    from conveyor.cli.main import fail
     from conveyor.schemas.api import FlowRunFilter
-    from conveyor.schemas.states import StateType
 
-    try:
-        states = [StateType(s.upper()) for s in state] if state else None
-    except ValueError:
-        fail(f"Unknown state in {state}; use one of {', '.join(t.value for t in StateType)}.")
+    states = _parse_states(state)
     flt = FlowRunFilter(flow_name=flow or None, state_type=states, limit=limit)
     runs = _with_client(lambda client: client.filter_flow_runs(flt))
     table = Table(title="Flow runs")
@@ -226,14 +232,9 @@ def task_run_ls(
     from rich.console import Console
     from rich.table import Table
 
-    from conveyor.cli.main import fail
     from conveyor.schemas.api import TaskRunFilter
-    from conveyor.schemas.states import StateType
 
-    try:
-        states = [StateType(s.upper()) for s in state] if state else None
-    except ValueError:
-        fail(f"Unknown state in {state}; use one of {', '.join(t.value for t in StateType)}.")
+    states = _parse_states(state)
     flow_runs = [_parse_id(flow_run, "flow run")] if flow_run else None
     flt = TaskRunFilter(flow_run_id=flow_runs, state_type=states, limit=limit)
     runs = _with_client(lambda client: client.filter_task_runs(flt))
