@@ -74,11 +74,11 @@ def _create(type_: ArtifactType, data: Any, key: str | None, description: str | 
     if settings.backend == "none":
         return uuid.uuid4()
     # The run's own connection when it has one: no second client, or second embedded app.
-    transport = _run_transport() or _fallback_transport(settings)
+    transport = _run_transport(flow_run_id) or _fallback_transport(settings)
     return transport.call(lambda client: client.create_artifact(body)).id
 
 
-def _run_transport() -> ApiTransport | None:
+def _run_transport(flow_run_id: uuid.UUID | None) -> ApiTransport | None:
     """The API transport the current run records through, if it has one here."""
     from conveyor.engine import runtime
     from conveyor.engine.concurrency import transport_of
@@ -92,6 +92,9 @@ def _run_transport() -> ApiTransport | None:
         recorder = flow_ctx.recorder
     else:
         recorder = runtime.get_recorder()
+    if flow_run_id is not None:
+        # The run's own creation may still be queued: the artifact must not arrive first.
+        recorder.flush(timeout=30)
     return transport_of(recorder)
 
 

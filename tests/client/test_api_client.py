@@ -234,6 +234,7 @@ async def test_the_client_speaks_the_real_api(tmp_path: Path) -> None:
             ],
         )
         assert (await client.record(batch)).model_dump() == {
+            "flow_runs": 0,
             "task_runs": 1,
             "task_run_states": 1,
             "logs": 1,

@@ -18,7 +18,7 @@ from conveyor.client.recorder import Batch
 from conveyor.client.transport import ApiTransport
 from conveyor.schemas.logs import LogRecordCreate
 from conveyor.schemas.runs import TaskRun, TaskRunStateRecord
-from conveyor.schemas.states import Running
+from conveyor.schemas.states import Completed, Running
 from conveyor.settings import Settings
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -115,3 +115,78 @@ def test_server_errors_are_raised_for_the_recorder_to_retry(
     fake.status = None
     api.send_batch(Batch(logs=[_line("a")]))
     assert fake.messages() == ["a"]
+
+
+class Orchestrator:
+    """Answers proposals: 404 for an unknown run, 422 when the records carried hold a
+    line saying "bad", ACCEPT otherwise; record batches go through ``Server``."""
+
+    def __init__(self, known: uuid.UUID) -> None:
+        self.known = known
+        self.records = Server()
+        self.proposals: list[dict[str, object]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/records"):
+            return self.records(request)
+        if str(self.known) not in request.url.path:
+            return httpx.Response(404, json={"detail": "No flow run with that id."})
+        body = json.loads(request.content)
+        carried = body.get("records") or {"logs": []}
+        if any(line["message"] == "bad" for line in carried["logs"]):
+            return httpx.Response(422, json={"detail": "records.logs.0.level: bad"})
+        self.proposals.append(body)
+        return httpx.Response(200, json={"status": "ACCEPT", "state": None, "reason": "ok"})
+
+
+@pytest.fixture
+def orchestrator(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Orchestrator, ApiTransport]]:
+    fake = Orchestrator(uuid.uuid4())
+
+    async def connect(settings: Settings) -> ConveyorClient:
+        return ConveyorClient(
+            "http://conveyor.test", transport=httpx.MockTransport(fake), retries=0
+        )
+
+    monkeypatch.setattr(transport_module, "connect", connect)
+    api = ApiTransport(Settings(api_url="http://conveyor.test"))
+    try:
+        yield fake, api
+    finally:
+        api.close()
+
+
+def test_a_proposal_carries_the_records_queued_before_it(
+    orchestrator: tuple[Orchestrator, ApiTransport],
+) -> None:
+    fake, api = orchestrator
+    state = api.propose_flow_run_state(fake.known, Completed(), Batch(logs=[_line("done")]))
+    assert state.is_completed()
+    assert fake.records.received == []  # one request, not two
+    (proposal,) = fake.proposals
+    assert [line["message"] for line in proposal["records"]["logs"]] == ["done"]  # type: ignore[index]
+
+
+def test_refused_records_are_sent_apart_and_do_not_cost_the_proposal(
+    orchestrator: tuple[Orchestrator, ApiTransport],
+) -> None:
+    fake, api = orchestrator
+    batch = Batch(logs=[_line(m) for m in ["a", "bad", "b"]])
+    assert api.propose_flow_run_state(fake.known, Completed(), batch).is_completed()
+    assert fake.records.messages() == ["a", "b"]  # the bad line alone is dropped
+    (proposal,) = fake.proposals
+    assert proposal.get("records") is None
+
+
+def test_a_run_the_server_does_not_know_keeps_its_own_outcome(
+    orchestrator: tuple[Orchestrator, ApiTransport], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, api = orchestrator
+    logger = logging.getLogger("conveyor.client")
+    logger.addHandler(caplog.handler)
+    try:
+        state = api.propose_flow_run_state(uuid.uuid4(), Completed())
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert state.is_completed()
+    assert "The server has no flow run" in caplog.text

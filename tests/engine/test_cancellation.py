@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import uuid
 
 import pytest
 
 from conveyor import flow, task
+from conveyor.client.api import ApiError
 from conveyor.client.transport import ApiTransport
 from conveyor.engine import cancellation
 from conveyor.engine.context import get_run_context
@@ -19,6 +21,20 @@ from conveyor.schemas.states import StateType
 @pytest.fixture(autouse=True)
 def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cancellation, "POLL_SECONDS", 0.05)
+
+
+def wait_until_recorded(backend: ApiTransport, flow_run_id: uuid.UUID) -> None:
+    """A run is cancelled once someone sees it: a run started in-process reaches the
+    server with the recorder's next batch (within its flush interval)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            backend.call(lambda client: client.read_flow_run(flow_run_id))
+            return
+        except ApiError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def test_a_cancelled_flow_stops_at_its_next_task_and_ends_cancelled(
@@ -54,6 +70,7 @@ def test_a_cancelled_flow_stops_at_its_next_task_and_ends_cancelled(
         started.wait(30)
         while not ids:
             time.sleep(0.01)
+        wait_until_recorded(backend, ids[0])  # type: ignore[arg-type]
         backend.call(lambda client: client.cancel_flow_run(ids[0]))  # type: ignore[arg-type]
 
     canceller = threading.Thread(target=cancel_when_started)
@@ -74,6 +91,7 @@ def test_a_run_that_finishes_before_noticing_still_ends_cancelled(
     @flow
     def quick() -> int:
         run_id = get_run_context().flow_run.id  # type: ignore[union-attr]
+        wait_until_recorded(backend, run_id)
         result = backend.call(lambda client: client.cancel_flow_run(run_id))
         assert result.state is not None and result.state.type is StateType.CANCELLING
         return 1

@@ -318,16 +318,20 @@ def test_the_end_of_a_flow_flushes_everything_before_the_call_returns() -> None:
         recorder.close()
 
 
-def test_flow_run_states_are_recorded_synchronously(transport: MemoryTransport) -> None:
-    seen: list[list[str | None]] = []
+def test_a_flow_run_is_recorded_with_the_proposal_that_ends_it(
+    transport: MemoryTransport,
+) -> None:
+    seen: list[int] = []
 
     @flow
     def pipeline() -> None:
-        (states,) = transport.flow_run_states.values()
-        seen.append([s.name for s in states])
+        seen.append(len(transport.flow_runs))
 
     pipeline()
-    # A flow called in-process is created Running: one round trip, not two.
-    assert seen == [["Running"]]
+    # The run started without waiting on the backend: its creation (Running), its logs
+    # and its final state travelled in one request, before the call returned.
+    assert seen == [0]
     (states,) = transport.flow_run_states.values()
     assert [s.name for s in states] == ["Running", "Completed"]
+    assert transport.batches == 1
+    assert len(logs_with(transport, "Finished in state")) == 1

@@ -159,9 +159,16 @@ class ConveyorClient:
         return _many(FlowRunRead, data)
 
     async def set_flow_run_state(
-        self, flow_run_id: uuid.UUID, state: State, *, force: bool = False
+        self,
+        flow_run_id: uuid.UUID,
+        state: State,
+        *,
+        force: bool = False,
+        records: RecordBatch | None = None,
     ) -> OrchestrationResult:
+        """Propose ``state``; ``records`` are recorded first, in the same transaction."""
         body = SetState(state=state, force=force)
+        body.records = records  # the engine's own records: not validated again
         data = await self.request("POST", f"/flow_runs/{flow_run_id}/set_state", body)
         return OrchestrationResult.model_validate(data)
 

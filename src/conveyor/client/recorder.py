@@ -1,9 +1,14 @@
 """The engine's reporting interface and its batching implementation.
 
-Flow-run states are proposed synchronously (the server will orchestrate them). Task-run
-records, task-run states and logs are queued and shipped in batches by one background
-flusher thread, so the engine never waits on a round trip per task. The queue is bounded:
-when it is full, emitters wait for the flusher (backpressure) rather than grow memory.
+Flow-run states are proposed synchronously (the server will orchestrate them). Everything
+else is queued and shipped in batches by one background flusher thread, so the engine
+never waits on a round trip per task: task runs, their states, logs, and the creation of
+a flow run the engine starts itself (the server has nothing to decide about a new run,
+so the run need not wait for it). A proposal carries whatever is queued at that moment,
+ahead of the state, in the same request: the server always learns of a run, its task
+runs and logs before the state that ends it, and a short flow costs one round trip.
+The queue is bounded: when it is full, emitters wait for the flusher (backpressure)
+rather than grow memory.
 """
 
 from __future__ import annotations
@@ -25,11 +30,21 @@ from conveyor.schemas.states import State
 
 _log = logging.getLogger("conveyor.client")
 
-Event = TaskRun | TaskRunStateRecord | LogRecordCreate
+
+@dataclass(frozen=True)
+class NewFlowRun:
+    """A flow run the engine created and started: recorded in its first state."""
+
+    flow_run: FlowRun
+    state: State
+
+
+Event = TaskRun | TaskRunStateRecord | LogRecordCreate | NewFlowRun
 
 
 @dataclass
 class Batch:
+    flow_runs: list[NewFlowRun] = field(default_factory=list)
     task_runs: list[TaskRun] = field(default_factory=list)
     task_run_states: list[TaskRunStateRecord] = field(default_factory=list)
     logs: list[LogRecordCreate] = field(default_factory=list)
@@ -39,21 +54,30 @@ class Batch:
             self.task_run_states.append(event)
         elif isinstance(event, TaskRun):
             self.task_runs.append(event)
+        elif isinstance(event, NewFlowRun):
+            self.flow_runs.append(event)
         else:
             self.logs.append(event)
 
+    def events(self) -> list[Event]:
+        """In recording order: a record never comes before the run it belongs to."""
+        return [*self.flow_runs, *self.task_runs, *self.task_run_states, *self.logs]
+
     def __len__(self) -> int:
-        return len(self.task_runs) + len(self.task_run_states) + len(self.logs)
+        return (
+            len(self.flow_runs) + len(self.task_runs) + len(self.task_run_states) + len(self.logs)
+        )
 
 
 class Transport(Protocol):
-    """Where records go. Called from the engine (flow runs) and the flusher (batches)."""
+    """Where records go. Called from the engine (proposals) and the flusher (batches)."""
 
-    def create_flow_run(self, flow_run: FlowRun, state: State) -> State:
-        """Create the run in its first state; returns the state the backend recorded."""
+    def propose_flow_run_state(
+        self, flow_run_id: uuid.UUID, state: State, records: Batch | None = None
+    ) -> State:
+        """Record ``records`` (if any), then propose ``state``; returns the state the
+        backend recorded."""
         ...
-
-    def propose_flow_run_state(self, flow_run_id: uuid.UUID, state: State) -> State: ...
 
     def send_batch(self, batch: Batch) -> None: ...
 
@@ -123,13 +147,11 @@ class MemoryTransport:
         self.batches = 0
         self._lock = threading.Lock()
 
-    def create_flow_run(self, flow_run: FlowRun, state: State) -> State:
-        with self._lock:
-            self.flow_runs[flow_run.id] = flow_run
-            self.flow_run_states.setdefault(flow_run.id, []).append(state)
-        return state
-
-    def propose_flow_run_state(self, flow_run_id: uuid.UUID, state: State) -> State:
+    def propose_flow_run_state(
+        self, flow_run_id: uuid.UUID, state: State, records: Batch | None = None
+    ) -> State:
+        if records is not None:
+            self.send_batch(records)
         with self._lock:
             self.flow_run_states.setdefault(flow_run_id, []).append(state)
         return state
@@ -137,6 +159,10 @@ class MemoryTransport:
     def send_batch(self, batch: Batch) -> None:
         with self._lock:
             self.batches += 1
+            for new in batch.flow_runs:
+                if new.flow_run.id not in self.flow_runs:
+                    self.flow_runs[new.flow_run.id] = new.flow_run
+                    self.flow_run_states.setdefault(new.flow_run.id, []).append(new.state)
             for task_run in batch.task_runs:
                 self.task_runs[task_run.id] = task_run
             for record in batch.task_run_states:
@@ -196,10 +222,16 @@ class Recorder:
 
     # -- engine side ------------------------------------------------------------------
     def create_flow_run(self, flow_run: FlowRun, state: State) -> State:
-        return self.transport.create_flow_run(flow_run, state)
+        self.emit(NewFlowRun(flow_run, state))
+        return state
 
     def propose_flow_run_state(self, flow_run_id: uuid.UUID, state: State) -> State:
-        return self.transport.propose_flow_run_state(flow_run_id, state)
+        records = self._take_queued()
+        try:
+            return self.transport.propose_flow_run_state(flow_run_id, state, records)
+        finally:
+            if records is not None:
+                self._landed(len(records))
 
     def emit(self, event: Event) -> None:
         if self._thread is None:
@@ -244,6 +276,31 @@ class Recorder:
                 thread.start()
                 self._thread = thread
 
+    def _take_queued(self) -> Batch | None:
+        """Everything queued, for a proposal to carry, once no batch is in flight (so
+        records keep their order); None when nothing is queued."""
+        if self._thread is None:
+            return None
+        while True:
+            with self._drained:
+                while self._in_flight:
+                    self._drained.wait(0.1)
+                queue = self._queue
+                if len(queue) <= self.batch_size:
+                    if not queue:
+                        return None
+                    batch = Batch()
+                    for _ in range(len(queue)):
+                        batch.add(queue.popleft())
+                    self._in_flight += len(batch)
+                    return batch
+            self.flush()  # more than one request's worth: the flusher ships the excess
+
+    def _landed(self, count: int) -> None:
+        with self._drained:
+            self._in_flight -= count
+            self._drained.notify_all()
+
     def _wait_below(self, size: int) -> None:
         with self._drained:
             while len(self._queue) > size:
@@ -262,15 +319,15 @@ class Recorder:
             batch = Batch()
             with self._drained:
                 count = min(len(queue), self.batch_size)
+                if not count:  # a proposal took them meanwhile
+                    break
                 for _ in range(count):
                     batch.add(queue.popleft())
-                self._in_flight = count
+                self._in_flight += count
             try:
                 self._send_with_retries(batch)
             finally:
-                with self._drained:
-                    self._in_flight = 0
-                    self._drained.notify_all()
+                self._landed(count)
         with self._drained:
             self._drained.notify_all()
 

@@ -8,12 +8,19 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
 from conveyor.client.api import ApiError, ConveyorClient, ServerUnreachable
 from conveyor.client.embedded import connect
 from conveyor.client.portal import Portal
 from conveyor.client.recorder import Batch, Event
 from conveyor.exceptions import ConveyorError
-from conveyor.schemas.api import FlowRunCreate, OrchestrationStatus, RecordBatch
+from conveyor.schemas.api import (
+    FlowRunRecord,
+    OrchestrationResult,
+    OrchestrationStatus,
+    RecordBatch,
+)
 from conveyor.schemas.records import encode_state, encode_task_run
 from conveyor.schemas.runs import FlowRun
 from conveyor.schemas.states import State
@@ -27,9 +34,8 @@ MAX_WAIT_SECONDS = 24 * 3600.0
 
 
 def _halves(batch: Batch) -> tuple[Batch, Batch]:
-    """Split in event order (task runs, then states, then logs): a state never travels
-    ahead of its task run."""
-    events: list[Event] = [*batch.task_runs, *batch.task_run_states, *batch.logs]
+    """Split in recording order: a record never travels ahead of its run."""
+    events: list[Event] = batch.events()
     first, second = Batch(), Batch()
     middle = len(events) // 2
     for index, event in enumerate(events):
@@ -56,28 +62,32 @@ class ApiTransport:
         self._client = self._portal.call(connect(settings))
         self.api_url = self._client.api_url
 
-    def create_flow_run(self, flow_run: FlowRun, state: State) -> State:
-        data = FlowRunCreate(
-            id=flow_run.id,
-            flow_name=flow_run.flow_name,
-            name=flow_run.name,
-            flow_version=flow_run.flow_version,
-            parameters=jsonable_parameters(flow_run.parameters),
-            tags=flow_run.tags,
-            parent_flow_run_id=flow_run.parent_flow_run_id,
-            parent_task_run_id=flow_run.parent_task_run_id,
-            state=state,
-        )
-        self._until_reachable(lambda: self._client.create_flow_run(data), "creating the flow run")
-        return state
-
-    def propose_flow_run_state(self, flow_run_id: uuid.UUID, state: State) -> State:
+    def propose_flow_run_state(
+        self, flow_run_id: uuid.UUID, state: State, records: Batch | None = None
+    ) -> State:
+        body = _encode(records) if records is not None and len(records) else None
         waited = 0.0
         while True:
-            result = self._until_reachable(
-                lambda: self._client.set_flow_run_state(flow_run_id, state),
-                f"recording state {state.name} of the flow run",
-            )
+            try:
+                result = self._propose(flow_run_id, state, body)
+            except ApiError as exc:
+                if body is not None and exc.status in (413, 422) and records is not None:
+                    # A record the server refuses must not cost the proposal: the records
+                    # go the way of any batch (split, the bad one dropped), then the state.
+                    self.send_batch(records)
+                    body = records = None
+                    continue
+                if exc.status == 404:
+                    # The server lost the run (deleted, or its creation was refused and
+                    # logged): the flow's own outcome still stands here.
+                    logger.error(
+                        "The server has no flow run %s; state %s was not recorded.",
+                        flow_run_id,
+                        state.name,
+                    )
+                    return state
+                raise
+            body = None  # recorded; a WAIT answer re-proposes the state alone
             if result.status is OrchestrationStatus.ACCEPT:
                 return state
             if result.status is OrchestrationStatus.REJECT and result.state is not None:
@@ -91,6 +101,14 @@ class ApiTransport:
             raise OrchestrationAborted(
                 f"The server refused state {state!r} for flow run {flow_run_id}: {result.reason}"
             )
+
+    def _propose(
+        self, flow_run_id: uuid.UUID, state: State, records: RecordBatch | None
+    ) -> OrchestrationResult:
+        return self._until_reachable(
+            lambda: self._client.set_flow_run_state(flow_run_id, state, records=records),
+            f"recording state {state.name} of the flow run",
+        )
 
     def _until_reachable(self, request: Callable[[], Coroutine[Any, Any, T]], what: str) -> T:
         """Repeat a request while the server is unreachable: the run waits (and says so)
@@ -118,14 +136,8 @@ class ApiTransport:
         too large (413) or invalid (422) is split and sent in halves, so one bad record
         costs only itself, and a record refused on its own (any 4xx) is dropped with an
         error, because sending it again cannot succeed."""
-        # Built from the engine's own records, so valid by construction: not re-validated.
-        body = RecordBatch.model_construct(
-            task_runs=[encode_task_run(run) for run in batch.task_runs],
-            task_run_states=[encode_state(record) for record in batch.task_run_states],
-            logs=batch.logs,
-        )
         try:
-            self._portal.call(self._client.record(body))
+            self._portal.call(self._client.record(_encode(batch)))
         except ApiError as exc:
             if exc.status in (413, 422) and len(batch) > 1:
                 for half in _halves(batch):
@@ -141,3 +153,35 @@ class ApiTransport:
             self._portal.call(self._client.aclose(), timeout=5)
         finally:
             self._portal.stop()
+
+
+def _encode(batch: Batch) -> RecordBatch:
+    # Task runs, states and logs are built from the engine's own records, so valid by
+    # construction: not re-validated. A flow run carries a user's name, tags and
+    # parameters, which are checked here (a bad one is refused like any bad record).
+    flow_runs = []
+    for new in batch.flow_runs:
+        try:
+            flow_runs.append(_flow_run_record(new.flow_run, new.state))
+        except ValidationError as exc:
+            logger.error("Flow run %r cannot be recorded: %s", new.flow_run.name, exc)
+    return RecordBatch.model_construct(
+        flow_runs=flow_runs,
+        task_runs=[encode_task_run(run) for run in batch.task_runs],
+        task_run_states=[encode_state(record) for record in batch.task_run_states],
+        logs=batch.logs,
+    )
+
+
+def _flow_run_record(flow_run: FlowRun, state: State) -> FlowRunRecord:
+    return FlowRunRecord(
+        id=flow_run.id,
+        flow_name=flow_run.flow_name,
+        name=flow_run.name,
+        flow_version=flow_run.flow_version,
+        parameters=jsonable_parameters(flow_run.parameters),
+        tags=flow_run.tags,
+        parent_flow_run_id=flow_run.parent_flow_run_id,
+        parent_task_run_id=flow_run.parent_task_run_id,
+        state=state,
+    )

@@ -164,7 +164,9 @@ class FlowRunEngine:
         except BaseException as exc:
             # Nothing ran: end the run Failed (never leave it Running), then raise.
             self.runner = None
-            self.propose(Failed(data=exc, message=f"The task runner could not start: {exc}"))
+            failed = Failed(data=exc, message=f"The task runner could not start: {exc}")
+            self.log_finished(failed)
+            self.propose(failed)
             self.log_final()
             raise
         self.context = FlowRunContext(
@@ -303,7 +305,17 @@ class FlowRunEngine:
             self.propose(AwaitingRetry(scheduled_time=when, message=candidate.message))
             return None
         data = candidate.data
+        # Logged before it is proposed, so the line travels with the proposal (which
+        # carries everything queued): a short flow's whole history is one request.
+        self.log_finished(candidate)
         accepted = self.propose(candidate)
+        if accepted is not candidate:
+            logger.log(
+                logging.INFO if accepted.is_completed() else logging.ERROR,
+                "The server recorded state %r instead.",
+                accepted,
+                extra=self.log_extra(),
+            )
         if accepted is not candidate and accepted.is_cancelled():
             # Cancelled while it ran (the server answered so): calling it raises that.
             if not isinstance(accepted.data, BaseException):
@@ -321,9 +333,12 @@ class FlowRunEngine:
         }.get(self.state.type)
         return self.flow.hooks.get(name, ()) if name else ()
 
+    def log_finished(self, state: State) -> None:
+        level = logging.INFO if state.is_completed() else logging.ERROR
+        logger.log(level, "Finished in state %r", state, extra=self.log_extra())
+
     def log_final(self) -> None:
-        level = logging.INFO if self.state.is_completed() else logging.ERROR
-        logger.log(level, "Finished in state %r", self.state, extra=self.log_extra())
+        """The run is over: stop watching it, and ship what its hooks logged (if any)."""
         if self.is_top_level and self.cancel_requested is not None:
             from conveyor.engine.cancellation import watcher
 

@@ -8,7 +8,7 @@ import json
 import math
 import re
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import (
     AwareDatetime,
@@ -301,12 +301,6 @@ class FlowRunRead(Output):
     updated: datetime.datetime
 
 
-class SetState(Input):
-    state: State
-    force: bool = False
-    """Skip the orchestration rules (an operator's override); still recorded."""
-
-
 class OrchestrationStatus(str, enum.Enum):
     ACCEPT = "ACCEPT"
     REJECT = "REJECT"
@@ -339,30 +333,67 @@ class StateRead(Output):
 
 
 # -- task runs, logs --------------------------------------------------------------------
+class FlowRunRecord(FlowRunCreate):
+    """A flow run its engine created and started itself (a flow called in a process).
+
+    The engine does not wait for the server to start such a run: it ships the record with
+    its first batch, ahead of the run's task runs and logs. Recorded as sent (a new run has
+    no state for the rules to protect); a repeated record changes nothing.
+    """
+
+    id: uuid.UUID
+    state: State
+
+
 class RecordBatch(BaseModel):
     """What the engine's batcher ships: idempotent, ordered per run by ``seq``.
 
-    Read with ``from_json``, which makes values storable as ``Input`` does, but validates
-    the JSON bytes directly in the common case: a before-validator (or FastAPI's own
-    parsing) would first turn the whole batch into Python objects, ~8x slower.
+    Flow runs come first: the batch's task runs and logs may belong to them. Read with
+    ``from_json`` (see ``model_from_json``).
     """
 
     model_config = ConfigDict(extra="forbid")
 
+    flow_runs: list[FlowRunRecord] = Field(default_factory=list)
     task_runs: list[TaskRunIn] = Field(default_factory=list)
     task_run_states: list[TaskRunStateIn] = Field(default_factory=list)
     logs: list[LogRecordCreate] = Field(default_factory=list)
 
     @classmethod
     def from_json(cls, raw: bytes) -> RecordBatch:
-        """Validate a JSON body; raises pydantic's ``ValidationError`` naming each field."""
-        if not _may_need_cleaning(raw):
-            return cls.model_validate_json(raw)
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            return cls.model_validate_json(raw)  # the parser's error, by position
-        return cls.model_validate(_made_storable(data))
+        return model_from_json(cls, raw)
+
+
+class SetState(Input):
+    state: State
+    force: bool = False
+    """Skip the orchestration rules (an operator's override); still recorded."""
+    records: RecordBatch | None = None
+    """Records to store first, in the same transaction: what the engine had queued when it
+    proposed the state (a short flow's whole history then costs one request)."""
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> SetState:
+        return model_from_json(cls, raw)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def model_from_json(model: type[M], raw: bytes) -> M:
+    """Validate a JSON body; raises pydantic's ``ValidationError`` naming each field.
+
+    Values are made storable as ``Input`` does, but in the common case pydantic validates
+    the JSON bytes directly: a before-validator (or FastAPI's own parsing) would first turn
+    a whole record batch into Python objects, ~8x slower.
+    """
+    if not _may_need_cleaning(raw):
+        return model.model_validate_json(raw)
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return model.model_validate_json(raw)  # the parser's error, by position
+    return model.model_validate(_made_storable(data))
 
 
 # What ``_made_storable`` would change can only hide behind these bytes in valid JSON
@@ -375,6 +406,7 @@ def _may_need_cleaning(raw: bytes) -> bool:
 
 
 class RecordBatchResult(BaseModel):
+    flow_runs: int = 0
     task_runs: int
     task_run_states: int
     logs: int

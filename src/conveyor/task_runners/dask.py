@@ -129,6 +129,7 @@ class DaskTaskRunner(TaskRunner):
     def start(self, recorder: RunRecorder) -> None:
         super().start(recorder)
         _ = self.client  # connect now so a bad address fails before any task runs
+        remote.record_the_run_first(recorder)
 
     def submit(self, call: TaskCall) -> ConveyorFuture[Any]:
         future = self._pending.new_future(call)

@@ -21,6 +21,7 @@ from conveyor.task_runners import remote
 from conveyor.task_runners.base import TaskRunner, check_max_workers
 
 if TYPE_CHECKING:
+    from conveyor.client.recorder import RunRecorder
     from conveyor.engine.task_call import TaskCall
 
 
@@ -37,6 +38,10 @@ class ProcessPoolTaskRunner(TaskRunner):
 
     def duplicate(self) -> ProcessPoolTaskRunner:
         return ProcessPoolTaskRunner(self.max_workers)
+
+    def start(self, recorder: RunRecorder) -> None:
+        super().start(recorder)
+        remote.record_the_run_first(recorder)
 
     def __repr__(self) -> str:
         return f"ProcessPoolTaskRunner(max_workers={self.max_workers})"

@@ -151,6 +151,13 @@ def settle(
     future.set_state(state)
 
 
+def record_the_run_first(recorder: RunRecorder) -> None:
+    """Ship what the flow has queued, its own creation included: tasks in other
+    processes talk to the backend directly (artifacts, concurrency slots), and the run
+    they name must be recorded there before they do."""
+    recorder.flush(timeout=30)
+
+
 def record_crash(call: TaskCall, recorder: RunRecorder, exc: BaseException) -> State:
     """The worker (or the shipping) failed before the run reported a final state."""
     from conveyor.engine.task_engine import TaskRunEngine

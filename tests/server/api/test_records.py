@@ -100,7 +100,7 @@ async def test_a_batch_records_task_runs_states_and_logs(
         ],
         logs=[log("working", flow_run_id=flow_run["id"], task_run_id=mapped["id"])],
     )
-    assert result == {"task_runs": 2, "task_run_states": 3, "logs": 1}
+    assert result == {"flow_runs": 0, "task_runs": 2, "task_run_states": 3, "logs": 1}
 
     read = await _task_run(client, mapped["id"])
     assert {k: read[k] for k in ("id", "flow_run_id", "name", "task_key", "dynamic_key")} == {
@@ -139,10 +139,20 @@ async def test_the_same_batch_twice_records_nothing_new(
         "task_run_states": [state(run["id"], 1, "RUNNING"), state(run["id"], 2, "COMPLETED")],
         "logs": [log(f"line {n}", flow_run_id=flow_run["id"]) for n in range(3)],
     }
-    assert await _record(client, **batch) == {"task_runs": 1, "task_run_states": 2, "logs": 3}
+    assert await _record(client, **batch) == {
+        "flow_runs": 0,
+        "task_runs": 1,
+        "task_run_states": 2,
+        "logs": 3,
+    }
     counts, read = await row_counts(), await _task_run(client, run["id"])
 
-    assert await _record(client, **batch) == {"task_runs": 0, "task_run_states": 0, "logs": 0}
+    assert await _record(client, **batch) == {
+        "flow_runs": 0,
+        "task_runs": 0,
+        "task_run_states": 0,
+        "logs": 0,
+    }
     assert await row_counts() == counts
     assert await _task_run(client, run["id"]) == read  # run_count not counted twice
     assert read["run_count"] == 1
@@ -160,7 +170,7 @@ async def test_duplicates_inside_one_batch_are_recorded_once(
         task_run_states=[state(run["id"], 1, "RUNNING")] * 2,
         logs=[line, line],
     )
-    assert result == {"task_runs": 1, "task_run_states": 1, "logs": 1}
+    assert result == {"flow_runs": 0, "task_runs": 1, "task_run_states": 1, "logs": 1}
     assert (await _task_run(client, run["id"]))["run_count"] == 1
 
 
@@ -223,7 +233,7 @@ async def test_states_of_unknown_task_runs_are_skipped(
         task_runs=[known],
         task_run_states=[state(stranger, 1, "RUNNING"), state(known["id"], 1, "RUNNING")],
     )
-    assert result == {"task_runs": 1, "task_run_states": 1, "logs": 0}
+    assert result == {"flow_runs": 0, "task_runs": 1, "task_run_states": 1, "logs": 0}
     assert (await row_counts())["task_run_states"] == 1
     assert (await client.get(f"/task_runs/{stranger}")).status_code == 404
 
@@ -242,7 +252,7 @@ async def test_records_of_unknown_flow_runs_are_skipped(
         task_run_states=[state(orphan["id"], 1, "RUNNING"), state(standalone["id"], 1, "RUNNING")],
         logs=[log("lost", flow_run_id=gone), log("kept", flow_run_id=flow_run["id"]), log("free")],
     )
-    assert result == {"task_runs": 2, "task_run_states": 1, "logs": 2}
+    assert result == {"flow_runs": 0, "task_runs": 2, "task_run_states": 1, "logs": 2}
     assert (await client.get(f"/task_runs/{orphan['id']}")).status_code == 404
     assert (await _task_run(client, standalone["id"]))["flow_run_id"] is None
 
@@ -359,5 +369,97 @@ async def test_the_api_docs_describe_the_batch_body(client: httpx.AsyncClient) -
     body = schema["paths"]["/api/records"]["post"]["requestBody"]["content"]["application/json"]
     assert body["schema"] == {"$ref": "#/components/schemas/RecordBatch"}
     components = schema["components"]["schemas"]
-    assert set(components["RecordBatch"]["properties"]) == {"task_runs", "task_run_states", "logs"}
+    assert set(components["RecordBatch"]["properties"]) == {
+        "flow_runs",
+        "task_runs",
+        "task_run_states",
+        "logs",
+    }
     assert "TaskRunIn" in components and "StateIn" in components
+
+
+def flow_run(**fields: Any) -> dict[str, Any]:
+    """A flow run as its engine records it: started by itself, in state Running."""
+    return {
+        "id": str(uuid.uuid4()),
+        "flow_name": "etl",
+        "name": "quick-run",
+        "state": {"type": "RUNNING", "name": "Running", "timestamp": _now()},
+        **fields,
+    }
+
+
+async def test_flow_runs_in_a_batch_are_created_before_their_records(
+    client: httpx.AsyncClient,
+) -> None:
+    parent = flow_run()
+    child = flow_run(name="child-run", parent_flow_run_id=parent["id"])
+    task = task_run(child["id"])
+    batch = {
+        "flow_runs": [parent, child],
+        "task_runs": [task],
+        "task_run_states": [state(task["id"], 1, "COMPLETED")],
+        "logs": [log("child says hi", flow_run_id=child["id"])],
+    }
+    expected = {"flow_runs": 2, "task_runs": 1, "task_run_states": 1, "logs": 1}
+    assert await _record(client, **batch) == expected
+    # Recorded as sent, once: the same batch again creates nothing.
+    assert await _record(client, **batch) == dict.fromkeys(expected, 0)
+    response = await client.get(f"/flow_runs/{child['id']}")
+    assert response.status_code == 200, response.text
+    run = response.json()
+    assert (run["state_type"], run["run_count"], run["parent_flow_run_id"]) == (
+        "RUNNING",
+        1,
+        parent["id"],
+    )
+    assert run["start_time"] is not None
+    assert (await _task_run(client, task["id"]))["flow_run_id"] == child["id"]
+
+
+async def test_a_flow_run_whose_parent_is_gone_is_skipped_with_its_records(
+    client: httpx.AsyncClient, row_counts: RowCounts
+) -> None:
+    orphan = flow_run(parent_flow_run_id=str(uuid.uuid4()))
+    task = task_run(orphan["id"])
+    before = await row_counts()
+    result = await _record(
+        client,
+        flow_runs=[orphan],
+        task_runs=[task],
+        logs=[log("lost", flow_run_id=orphan["id"])],
+    )
+    assert result == {"flow_runs": 0, "task_runs": 0, "task_run_states": 0, "logs": 0}
+    assert await row_counts() == before
+
+
+async def test_a_proposal_records_what_it_carries_first_in_one_transaction(
+    client: httpx.AsyncClient,
+) -> None:
+    run = flow_run()
+    records = {"flow_runs": [run], "logs": [log("Finished", flow_run_id=run["id"])]}
+    completed = {"type": "COMPLETED", "name": "Completed", "timestamp": _now(1)}
+    body = {"state": completed, "records": records}
+    response = await client.post(f"/flow_runs/{run['id']}/set_state", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "ACCEPT"
+    history = (await client.get(f"/flow_runs/{run['id']}/states")).json()
+    assert [s["name"] for s in history] == ["Running", "Completed"]
+    logs = (await client.post("/logs/filter", json={"flow_run_id": run["id"]})).json()
+    assert [line["message"] for line in logs] == ["Finished"]
+
+
+async def test_a_proposal_with_a_bad_record_is_refused_whole(
+    client: httpx.AsyncClient, row_counts: RowCounts
+) -> None:
+    run = flow_run()
+    bad = {**log("x", flow_run_id=run["id"]), "level": "loud"}
+    body = {
+        "state": {"type": "COMPLETED", "name": "Completed"},
+        "records": {"flow_runs": [run], "logs": [bad]},
+    }
+    before = await row_counts()
+    response = await client.post(f"/flow_runs/{run['id']}/set_state", json=body)
+    assert response.status_code == 422, response.text
+    assert "records.logs.0.level" in response.json()["detail"]
+    assert await row_counts() == before

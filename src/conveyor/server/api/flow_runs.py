@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from sqlalchemy.orm import Session
 
 from conveyor.schemas.api import (
@@ -15,9 +15,10 @@ from conveyor.schemas.api import (
     StateRead,
 )
 from conveyor.server.api.deps import get_database
+from conveyor.server.api.json_body import openapi_body, parse
 from conveyor.server.database import orm
 from conveyor.server.database.engine import Database
-from conveyor.server.models import flow_runs
+from conveyor.server.models import flow_runs, records
 from conveyor.server.orchestration.policy import (
     FlowRunNotFound,
     cancel_flow_run,
@@ -75,11 +76,26 @@ async def read_flow_run(flow_run_id: uuid.UUID, database: DB) -> FlowRunRead:
     return await database.read(read)
 
 
-@router.post("/{flow_run_id}/set_state", response_model=OrchestrationResult)
-async def set_state(flow_run_id: uuid.UUID, body: SetState, database: DB) -> OrchestrationResult:
-    """Propose a state; the answer says ACCEPT, REJECT, WAIT (with a delay) or ABORT."""
+@router.post(
+    "/{flow_run_id}/set_state",
+    response_model=OrchestrationResult,
+    openapi_extra=openapi_body(SetState),
+)
+async def set_state(flow_run_id: uuid.UUID, request: Request, database: DB) -> OrchestrationResult:
+    """Propose a state; the answer says ACCEPT, REJECT, WAIT (with a delay) or ABORT.
+
+    ``records``, when given, are recorded first, in the same transaction (they may hold
+    the run's own creation).
+    """
+    body = parse(await request.body(), SetState.from_json)
+
+    def propose(session: Session) -> OrchestrationResult:
+        if body.records is not None:
+            records.record_batch(session, body.records)
+        return set_flow_run_state(session, flow_run_id, body.state, force=body.force)
+
     try:
-        return await database.write(set_flow_run_state, flow_run_id, body.state, force=body.force)
+        return await database.write(propose)
     except FlowRunNotFound:
         raise _missing(flow_run_id) from None
 

@@ -15,7 +15,7 @@ from conveyor.schemas.api import (
 from conveyor.server.api.deps import get_database
 from conveyor.server.api.json_body import openapi_body, parse
 from conveyor.server.database.engine import Database
-from conveyor.server.models import task_runs
+from conveyor.server.models import records, task_runs
 
 router = APIRouter(tags=["task runs"])
 DB = Annotated[Database, Depends(get_database)]
@@ -23,12 +23,13 @@ DB = Annotated[Database, Depends(get_database)]
 
 @router.post("/records", response_model=RecordBatchResult, openapi_extra=openapi_body(RecordBatch))
 async def record(request: Request, database: DB) -> RecordBatchResult:
-    """Record a batch of task runs, task-run states and logs, as the engine ships them.
+    """Record a batch of flow runs started by their engines, task runs, task-run states
+    and logs, as the engine ships them.
 
     Idempotent: repeating a batch records nothing new; states apply in ``seq`` order.
     """
     body = parse(await request.body(), RecordBatch.from_json)
-    return await database.write(task_runs.record_batch, body)
+    return await database.write(records.record_batch, body)
 
 
 @router.post("/task_runs/filter", response_model=list[TaskRunRead])

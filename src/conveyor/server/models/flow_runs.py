@@ -14,7 +14,7 @@ from sqlalchemy import CursorResult, and_, delete, func, literal, select, type_c
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from conveyor.schemas.api import FlowRunCreate, FlowRunFilter, FlowRunSort
+from conveyor.schemas.api import FlowRunCreate, FlowRunFilter, FlowRunRecord, FlowRunSort
 from conveyor.schemas.records import jsonable_details
 from conveyor.schemas.states import TERMINAL_STATE_TYPES, State, StateDetails, StateType
 from conveyor.server.database import orm
@@ -99,6 +99,21 @@ def create_flow_run(session: Session, data: FlowRunCreate) -> tuple[orm.FlowRun,
     if created:
         record_state(session, run, state)
     return run, created
+
+
+def record_flow_runs(session: Session, runs: Sequence[FlowRunRecord]) -> int:
+    """Record runs that engines started themselves, in order; returns how many were new.
+
+    A run whose parent is gone (deleted while its engine still reported) is skipped, as
+    the batch's other records of unknown runs are.
+    """
+    created = 0
+    for data in runs:
+        parent = data.parent_flow_run_id
+        if parent is not None and session.get(orm.FlowRun, parent) is None:
+            continue
+        created += create_flow_run(session, data)[1]
+    return created
 
 
 def record_state(session: Session, run: orm.FlowRun, state: State) -> orm.FlowRunState:

@@ -1,4 +1,5 @@
-"""Task runs: recorded in batches from the engine, never orchestrated here.
+"""Task runs: recorded in batches from the engine (``models.records``), never orchestrated
+here.
 
 A task run's state history lives in its own row (``states``, a JSON list ordered by
 ``seq``): a new run arrives with its states in one insert, one row instead of four.
@@ -18,11 +19,11 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from conveyor.schemas.api import RecordBatch, RecordBatchResult, TaskRunFilter
+from conveyor.schemas.api import TaskRunFilter
 from conveyor.schemas.records import TaskRunIn, TaskRunStateIn, stored_details
 from conveyor.schemas.states import TERMINAL_STATE_TYPES, default_state_name
 from conveyor.server.database import orm
-from conveyor.server.models.common import insert_ignoring_duplicates, insert_returning_new_keys
+from conveyor.server.models.common import insert_returning_new_keys
 
 # Existing runs are read back (to merge late states) this many at a time.
 _IDS_PER_QUERY = 500
@@ -36,54 +37,25 @@ Timed = tuple[Entry, datetime.datetime]
 formatted."""
 
 
-def record_batch(session: Session, batch: RecordBatch) -> RecordBatchResult:
-    """Record a batch in a handful of statements, however many runs it holds.
+def record_task_runs(
+    session: Session,
+    task_runs: Sequence[TaskRunIn],
+    states: Sequence[TaskRunStateIn],
+    received: datetime.datetime,
+) -> tuple[int, int]:
+    """Record task runs and states in a handful of statements, however many there are;
+    returns how many runs and states were new.
 
     New task runs are inserted with their whole history and current state already
     worked out; only runs recorded by an earlier batch are read back and updated.
     """
-    received = datetime.datetime.now(_UTC)
-    # Records of flow runs the server does not know (e.g. deleted while the engine was
-    # still reporting) are skipped, not refused: a batch that can never be accepted would
-    # otherwise be retried forever.
-    flow_runs = _known_flow_runs(session, batch)
-    task_runs = [r for r in batch.task_runs if _recordable(r.get("flow_run_id"), flow_runs)]
-    histories = _histories(batch.task_run_states, received)
+    histories = _histories(states, received)
     rows = [_task_run_values(run, histories.get(run["id"], {})) for run in task_runs]
     new_runs = {key[0] for key in insert_returning_new_keys(session, orm.TaskRun, rows)}
     added = sum(len(histories.get(run_id, ())) for run_id in new_runs)
     # States of runs recorded earlier (or of runs this batch repeats) are merged in.
     added += _merge(session, {k: v for k, v in histories.items() if k not in new_runs})
-    log_rows = [
-        {
-            "key": log.id,
-            "flow_run_id": log.flow_run_id,
-            "task_run_id": log.task_run_id,
-            "name": log.name[:255],
-            "level": log.level,
-            "message": log.message,
-            "timestamp": log.timestamp,
-        }
-        for log in batch.logs
-        if _recordable(log.flow_run_id, flow_runs)
-    ]
-    new_logs = insert_ignoring_duplicates(session, orm.Log, log_rows)
-    return RecordBatchResult(task_runs=len(new_runs), task_run_states=added, logs=new_logs)
-
-
-def _recordable(flow_run_id: uuid.UUID | None, known: set[uuid.UUID]) -> bool:
-    """A record outside any flow run, or in one the server knows."""
-    return flow_run_id is None or flow_run_id in known
-
-
-def _known_flow_runs(session: Session, batch: RecordBatch) -> set[uuid.UUID]:
-    """The flow runs named by the batch's task runs and logs that exist."""
-    ids = {flow_run_id for r in batch.task_runs if (flow_run_id := r.get("flow_run_id"))}
-    ids.update(log.flow_run_id for log in batch.logs if log.flow_run_id is not None)
-    if not ids:
-        return set()
-    query = select(orm.FlowRun.id).where(orm.FlowRun.id.in_(ids))
-    return set(session.execute(query).scalars())
+    return len(new_runs), added
 
 
 def _histories(
