@@ -24,6 +24,23 @@ class ParameterValidationError(ConveyorError, TypeError):
         super().__init__(f"Invalid parameters for {target}: {details}")
 
 
+class JobVariablesError(ConveyorError, ValueError):
+    """Job variables for a work pool's base job template are unknown or do not fit its schema.
+
+    ``errors`` lists every bad field as ``(field, message)`` pairs, the field a dotted path
+    such as ``env.FOO`` or ``volumes[0]``, so an API can answer 422 naming each one.
+    """
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        self.errors = errors
+        details = (f"job variable {f!r}: {m}" if f else f"job variables: {m}" for f, m in errors)
+        super().__init__("; ".join(details))
+
+    def __reduce__(self) -> tuple[type[JobVariablesError], tuple[list[tuple[str, str]]]]:
+        # The default rebuilds from the message, which __init__ does not take.
+        return (type(self), (self.errors,))
+
+
 class UpstreamTaskError(ConveyorError):
     """A task did not run because a task it depends on did not complete."""
 
