@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +39,88 @@ def env_errors() -> list[str]:
     flag = (os.environ.get("CONVEYOR_PERSIST_RESULTS") or "").strip().lower()
     if flag and flag not in _TRUE + _FALSE:
         errors.append(f"CONVEYOR_PERSIST_RESULTS={flag!r} is not a boolean; use true or false.")
+    errors.extend(_services_env_errors())
     return errors
+
+
+# The server's background services, by the names their settings use.
+SERVICE_NAMES = ("late_runs", "cancellation_cleanup", "expired_leases", "retention")
+_SERVICES = "CONVEYOR_SERVER_SERVICES"
+
+
+def _service_numbers() -> dict[str, str]:
+    """Every numeric services variable that is set: name -> value."""
+    names = [f"{_SERVICES}_{s.upper()}_INTERVAL_SECONDS" for s in SERVICE_NAMES]
+    names += [
+        "CONVEYOR_SERVER_LATE_RUNS_AFTER_SECONDS",
+        "CONVEYOR_SERVER_CANCELLING_TIMEOUT_SECONDS",
+        "CONVEYOR_SERVER_RETENTION_DAYS",
+    ]
+    return {name: value for name in names if (value := os.environ.get(name, "").strip())}
+
+
+def _services_env_errors() -> list[str]:
+    return [
+        f"{name}={value!r} is not a positive number."
+        for name, value in _service_numbers().items()
+        if not _positive(value)
+    ]
+
+
+@dataclass(frozen=True)
+class ServicesSettings:
+    """Which background services ``conveyor server start`` runs, and how.
+
+    Only the started server runs them; the local database that ``python my_flow.py``
+    records into runs none.
+    """
+
+    enabled: bool = True
+    """``CONVEYOR_SERVER_SERVICES_ENABLED``: false runs none of them."""
+    disabled: frozenset[str] = frozenset()
+    """Services turned off one by one: ``CONVEYOR_SERVER_SERVICES_<NAME>_ENABLED=false``."""
+    intervals: Mapping[str, float] = field(default_factory=dict)
+    """Seconds between passes, overriding a service's default:
+    ``CONVEYOR_SERVER_SERVICES_<NAME>_INTERVAL_SECONDS``."""
+    late_runs_after_seconds: float = 15.0
+    """A Scheduled run this long past its time is marked Late."""
+    cancelling_timeout_seconds: float = 120.0
+    """A run still Cancelling this long is made Cancelled."""
+    retention_days: float | None = None
+    """Finished runs older than this are deleted; None keeps everything."""
+
+    def runs(self, name: str) -> bool:
+        return self.enabled and name not in self.disabled
+
+    @classmethod
+    def from_env(cls) -> ServicesSettings:
+        numbers = {k: float(v) for k, v in _service_numbers().items() if _positive(v)}
+        intervals = {}
+        for name in SERVICE_NAMES:
+            interval = numbers.get(f"{_SERVICES}_{name.upper()}_INTERVAL_SECONDS")
+            if interval is not None:
+                intervals[name] = interval
+        return cls(
+            enabled=_env_bool(f"{_SERVICES}_ENABLED", True),
+            disabled=frozenset(
+                name
+                for name in SERVICE_NAMES
+                if not _env_bool(f"{_SERVICES}_{name.upper()}_ENABLED", True)
+            ),
+            intervals=intervals,
+            late_runs_after_seconds=numbers.get("CONVEYOR_SERVER_LATE_RUNS_AFTER_SECONDS", 15.0),
+            cancelling_timeout_seconds=numbers.get(
+                "CONVEYOR_SERVER_CANCELLING_TIMEOUT_SECONDS", 120.0
+            ),
+            retention_days=numbers.get("CONVEYOR_SERVER_RETENTION_DAYS"),
+        )
+
+
+def _positive(value: str) -> bool:
+    try:
+        return float(value) > 0
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -60,6 +142,8 @@ class Settings:
     backend: str = "auto"
     """Where runs are recorded: ``auto`` (the server at ``api_url`` if set, otherwise the
     local database, embedded) or ``none`` (nothing is recorded, e.g. in unit tests)."""
+    services: ServicesSettings = field(default_factory=ServicesSettings)
+    """The server's background services (``CONVEYOR_SERVER_SERVICES_*``)."""
 
     @classmethod
     def from_env(cls, strict: bool = True) -> Settings:
@@ -77,6 +161,7 @@ class Settings:
             result_serializer=os.environ.get("CONVEYOR_RESULT_SERIALIZER") or "cloudpickle",
             database_url=os.environ.get("CONVEYOR_DATABASE_URL") or None,
             backend=(os.environ.get("CONVEYOR_BACKEND") or "auto").strip().lower(),
+            services=ServicesSettings.from_env(),
         )
 
     @property

@@ -13,7 +13,8 @@ def start(
     port: int = typer.Option(4200, min=1, max=65535, help="Port to listen on."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
 ) -> None:
-    """Start the server: the API under /api, its docs at /docs. Ctrl+C stops it."""
+    """Start the server: the API under /api, its docs at /docs, and the background
+    services (see CONVEYOR_SERVER_SERVICES_*). Ctrl+C stops it."""
     import socket
 
     import uvicorn
@@ -35,7 +36,7 @@ def start(
     console.print(f"Conveyor server on [bold]{url}[/bold]  (API {url}/api, docs {url}/docs)")
     console.print(f"Database: {_masked(settings.effective_database_url)}")
     console.print(f"Point flows at it with: export CONVEYOR_API_URL={url}/api")
-    app = create_app(settings)
+    app = create_app(settings, services=True)
     _tune_garbage_collection()
     uvicorn.run(
         app,

@@ -24,8 +24,12 @@ from conveyor.server.database.engine import Database
 from conveyor.settings import Settings
 
 
-def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
-    """The server over ``settings.effective_database_url``, migrated on start-up."""
+def create_app(settings: Settings, *, migrate: bool = True, services: bool = False) -> FastAPI:
+    """The server over ``settings.effective_database_url``, migrated on start-up.
+
+    With ``services``, it also runs the background services ``settings.services``
+    enables, from start-up to shutdown: ``conveyor server start`` does; the embedded
+    local database and the tests do not."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -35,9 +39,20 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
 
             await upgrade(database)
         app.state.database = database
+        app.state.concurrency_waiters = waiters = concurrency_limits.SlotWaiters()
+        loops = []
+        if services:
+            from conveyor.server.services.registry import build_services
+
+            loops = build_services(settings.services, database, on_slots_freed=waiters.notify)
+        app.state.services = loops
         try:
+            for loop in loops:
+                loop.start()
             yield
         finally:
+            for loop in loops:
+                await loop.stop()
             await database.dispose()
 
     app = FastAPI(

@@ -2,7 +2,8 @@
 
 A lease counts until it is released or its ``expires`` passes, so a holder that crashes
 frees its slots one TTL later. Expired leases are deleted opportunistically, whenever a
-slot of their limit is acquired.
+slot of their limit is acquired, and by the server's ExpiredLeases service (for limits
+nobody acquires any more).
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 import datetime
 import uuid
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, select
+from sqlalchemy import CursorResult, Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -146,3 +147,28 @@ def release_lease(session: Session, lease_id: uuid.UUID) -> str | None:
     session.delete(lease)
     session.flush()
     return limit.name if limit is not None else None
+
+
+def delete_expired_leases(
+    session: Session, now: datetime.datetime, limit: int
+) -> tuple[int, set[str]]:
+    """Delete up to ``limit`` leases expired by ``now``: how many went, and the names of
+    their limits (whose waiters may want to look again)."""
+    lease = orm.ConcurrencyLease
+    rows = session.execute(
+        select(lease.id, orm.ConcurrencyLimit.name)
+        .join(orm.ConcurrencyLimit, orm.ConcurrencyLimit.id == lease.limit_id)
+        .where(lease.expires <= now)
+        .limit(limit)
+    ).all()
+    if not rows:
+        return 0, set()
+    # Checked again on delete: a lease renewed since the read is kept.
+    result = cast(
+        CursorResult[Any],
+        session.execute(
+            delete(lease).where(lease.id.in_([r.id for r in rows]), lease.expires <= now),
+            execution_options={"synchronize_session": False},
+        ),
+    )
+    return int(result.rowcount), {r.name for r in rows}

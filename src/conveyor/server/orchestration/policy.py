@@ -101,19 +101,23 @@ _STARTED = frozenset({StateType.RUNNING, StateType.CANCELLING})
 
 
 def cancel_flow_run(
-    session: Session, flow_run_id: uuid.UUID, *, now: datetime.datetime | None = None
+    session: Session,
+    flow_run_id: uuid.UUID,
+    *,
+    now: datetime.datetime | None = None,
+    message: str | None = None,
 ) -> OrchestrationResult:
     """Cancel a run: one that has not started is Cancelled at once; a running one becomes
     Cancelling, and ends Cancelled when its engine next reports (see FinishCancellation).
-    A finished run is left as it is (ABORT)."""
+    A finished run is left as it is (ABORT). ``message`` says why (default: by request)."""
     run = flow_runs.read_flow_run(session, flow_run_id, for_update=True)
     if run is None:
         raise FlowRunNotFound(flow_run_id)
     started = run.state_type is not None and StateType(run.state_type) in _STARTED
     state = (
-        Cancelling(message="Cancelled by request.")
+        Cancelling(message=message or "Cancelled by request.")
         if started
-        else Cancelled(message="Cancelled by request before it started.")
+        else Cancelled(message=message or "Cancelled by request before it started.")
     )
     state.state_details.transition_id = uuid.uuid4()
     return set_flow_run_state(session, flow_run_id, state, now=now)

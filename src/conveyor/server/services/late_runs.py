@@ -1,0 +1,56 @@
+"""LateRuns: a scheduled run that has not started well after its time is marked Late.
+
+Late is still a SCHEDULED state (it keeps the scheduled time), so a worker that claims
+the run afterwards starts it as usual; the name tells people that nobody picked it up
+in time (no worker polling its pool, or all busy).
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from conveyor.schemas.api import OrchestrationStatus
+from conveyor.schemas.states import Late
+from conveyor.server.database.engine import Database
+from conveyor.server.models import flow_runs, run_sweeps
+from conveyor.server.orchestration.policy import set_flow_run_state
+from conveyor.server.services.base import LoopService
+
+DEFAULT_AFTER_SECONDS = 15.0
+
+
+class LateRuns(LoopService):
+    name = "late_runs"
+    interval = 5.0
+
+    def __init__(
+        self, database: Database, *, after_seconds: float = DEFAULT_AFTER_SECONDS, **options: Any
+    ) -> None:
+        super().__init__(database, **options)
+        self.after = datetime.timedelta(seconds=after_seconds)
+
+    async def run_once(self, now: datetime.datetime) -> int:
+        return await self.database.write(_mark_late, now - self.after, now, self.batch_size)
+
+
+def _mark_late(
+    session: Session, before: datetime.datetime, now: datetime.datetime, limit: int
+) -> int:
+    marked = 0
+    for run_id in run_sweeps.late_run_ids(session, before, limit):
+        run = flow_runs.read_flow_run(session, run_id, for_update=True)
+        if run is None or not run_sweeps.is_late(run, before):
+            continue  # claimed, started or cancelled since it was found
+        current = flow_runs.current_state(session, run)
+        scheduled = current.state_details.scheduled_time if current is not None else None
+        scheduled = scheduled or run.expected_start_time or before
+        overdue = (now - scheduled).total_seconds()
+        late = Late(scheduled, message=f"Not started {overdue:.0f} s after its scheduled time.")
+        late.state_details.transition_id = uuid.uuid4()
+        result = set_flow_run_state(session, run_id, late, now=now)
+        marked += result.status is OrchestrationStatus.ACCEPT
+    return marked
