@@ -43,8 +43,15 @@ def env_errors() -> list[str]:
     return errors
 
 
-# The server's background services, by the names their settings use.
-SERVICE_NAMES = ("late_runs", "cancellation_cleanup", "expired_leases", "retention")
+# The server's background services, by the names their settings use, and the seconds
+# between their passes unless CONVEYOR_SERVER_SERVICES_<NAME>_INTERVAL_SECONDS says.
+DEFAULT_SERVICE_INTERVALS: Mapping[str, float] = {
+    "late_runs": 5.0,
+    "cancellation_cleanup": 10.0,
+    "expired_leases": 30.0,
+    "retention": 3600.0,
+}
+SERVICE_NAMES = tuple(DEFAULT_SERVICE_INTERVALS)
 _SERVICES = "CONVEYOR_SERVER_SERVICES"
 
 
@@ -79,8 +86,8 @@ class ServicesSettings:
     """``CONVEYOR_SERVER_SERVICES_ENABLED``: false runs none of them."""
     disabled: frozenset[str] = frozenset()
     """Services turned off one by one: ``CONVEYOR_SERVER_SERVICES_<NAME>_ENABLED=false``."""
-    intervals: Mapping[str, float] = field(default_factory=dict)
-    """Seconds between passes, overriding a service's default:
+    intervals: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_SERVICE_INTERVALS))
+    """Seconds between passes, by service:
     ``CONVEYOR_SERVER_SERVICES_<NAME>_INTERVAL_SECONDS``."""
     late_runs_after_seconds: float = 15.0
     """A Scheduled run this long past its time is marked Late."""
@@ -92,10 +99,21 @@ class ServicesSettings:
     def runs(self, name: str) -> bool:
         return self.enabled and name not in self.disabled
 
+    def env_values(self) -> dict[str, object]:
+        """Each ``CONVEYOR_SERVER_*`` variable and the value it has here (for display)."""
+        values: dict[str, object] = {f"{_SERVICES}_ENABLED": self.enabled}
+        for name in SERVICE_NAMES:
+            values[f"{_SERVICES}_{name.upper()}_ENABLED"] = name not in self.disabled
+            values[f"{_SERVICES}_{name.upper()}_INTERVAL_SECONDS"] = self.intervals.get(name)
+        values["CONVEYOR_SERVER_LATE_RUNS_AFTER_SECONDS"] = self.late_runs_after_seconds
+        values["CONVEYOR_SERVER_CANCELLING_TIMEOUT_SECONDS"] = self.cancelling_timeout_seconds
+        values["CONVEYOR_SERVER_RETENTION_DAYS"] = self.retention_days
+        return values
+
     @classmethod
     def from_env(cls) -> ServicesSettings:
         numbers = {k: float(v) for k, v in _service_numbers().items() if _positive(v)}
-        intervals = {}
+        intervals = dict(DEFAULT_SERVICE_INTERVALS)
         for name in SERVICE_NAMES:
             interval = numbers.get(f"{_SERVICES}_{name.upper()}_INTERVAL_SECONDS")
             if interval is not None:

@@ -64,6 +64,7 @@ SETTING_ENV_VARS: dict[str, str] = {
     "database_url": "CONVEYOR_DATABASE_URL",
     "backend": "CONVEYOR_BACKEND",
 }
+"""One variable per setting; ``services`` has several (``ServicesSettings.env_values``)."""
 
 _BUILTIN_SERIALIZERS = ("cloudpickle", "json", "pickle")
 
@@ -119,8 +120,9 @@ def _problems(settings: Settings) -> tuple[list[str], list[str]]:
             f"({', '.join(_BUILTIN_SERIALIZERS)}); persisting results fails unless your "
             "code registers a serializer with that name."
         )
+    known = {*SETTING_ENV_VARS.values(), *settings.services.env_values()}
     for name in sorted(os.environ):
-        if name.startswith("CONVEYOR_") and name not in SETTING_ENV_VARS.values():
+        if name.startswith("CONVEYOR_") and name not in known:
             warnings.append(f"{name} is not a Conveyor setting; it is ignored.")
     return errors, warnings
 
@@ -140,13 +142,18 @@ def config_view() -> None:
     table.add_column("Setting", no_wrap=True)
     table.add_column("Value", overflow="fold")
     table.add_column("Source")
+    rows: dict[str, object] = {}
     for item in dataclasses.fields(Settings):
-        env_var = SETTING_ENV_VARS[item.name]
+        if item.name == "services":
+            rows.update(settings.services.env_values())
+            continue
         value = getattr(settings, item.name)
-        # Settings.from_env() treats an empty variable as unset.
-        source = "env" if os.environ.get(env_var) else "default"
         if item.name == "result_storage" and value is None:
             value = settings.default_result_storage  # <CONVEYOR_HOME>/storage
+        rows[SETTING_ENV_VARS[item.name]] = value
+    for env_var, value in rows.items():
+        # Settings.from_env() treats an empty variable as unset.
+        source = "env" if os.environ.get(env_var) else "default"
         shown = "[dim]not set[/dim]" if value is None else escape(str(value))
         table.add_row(env_var, shown, source)
     console = _stdout()

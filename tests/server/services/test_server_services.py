@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from conveyor.server.app import create_app
-from conveyor.settings import ServicesSettings, Settings, env_errors
+from conveyor.settings import DEFAULT_SERVICE_INTERVALS, ServicesSettings, Settings, env_errors
 
 pytestmark = pytest.mark.anyio
 
@@ -83,7 +83,7 @@ def test_services_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     services = Settings.from_env().services
     assert services == ServicesSettings(
         disabled=frozenset({"late_runs"}),
-        intervals={"expired_leases": 2.5},
+        intervals={**DEFAULT_SERVICE_INTERVALS, "expired_leases": 2.5},
         late_runs_after_seconds=30.0,
         retention_days=7.0,
     )

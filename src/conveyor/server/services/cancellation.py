@@ -24,13 +24,14 @@ from conveyor.server.database.engine import Database
 from conveyor.server.models import flow_runs, run_sweeps
 from conveyor.server.orchestration.policy import cancel_flow_run, set_flow_run_state
 from conveyor.server.services.base import LoopService
+from conveyor.settings import DEFAULT_SERVICE_INTERVALS
 
 DEFAULT_TIMEOUT_SECONDS = 120.0
 
 
 class CancellationCleanup(LoopService):
     name = "cancellation_cleanup"
-    interval = 10.0
+    interval = DEFAULT_SERVICE_INTERVALS[name]
 
     def __init__(
         self,

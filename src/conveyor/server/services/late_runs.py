@@ -19,13 +19,14 @@ from conveyor.server.database.engine import Database
 from conveyor.server.models import flow_runs, run_sweeps
 from conveyor.server.orchestration.policy import set_flow_run_state
 from conveyor.server.services.base import LoopService
+from conveyor.settings import DEFAULT_SERVICE_INTERVALS
 
 DEFAULT_AFTER_SECONDS = 15.0
 
 
 class LateRuns(LoopService):
     name = "late_runs"
-    interval = 5.0
+    interval = DEFAULT_SERVICE_INTERVALS[name]
 
     def __init__(
         self, database: Database, *, after_seconds: float = DEFAULT_AFTER_SECONDS, **options: Any

@@ -14,11 +14,12 @@ from typing import Any
 from conveyor.server.database.engine import Database
 from conveyor.server.models import concurrency_limits
 from conveyor.server.services.base import LoopService
+from conveyor.settings import DEFAULT_SERVICE_INTERVALS
 
 
 class ExpiredLeases(LoopService):
     name = "expired_leases"
-    interval = 30.0
+    interval = DEFAULT_SERVICE_INTERVALS[name]
     batch_size = 1000
 
     def __init__(

@@ -16,13 +16,14 @@ from sqlalchemy.orm import Session
 from conveyor.server.database.engine import Database
 from conveyor.server.models import retention
 from conveyor.server.services.base import LoopService
+from conveyor.settings import DEFAULT_SERVICE_INTERVALS
 
 LOGS_PER_RUN = 10
 
 
 class Retention(LoopService):
     name = "retention"
-    interval = 3600.0
+    interval = DEFAULT_SERVICE_INTERVALS[name]
 
     def __init__(self, database: Database, *, retention_days: float, **options: Any) -> None:
         super().__init__(database, **options)
