@@ -39,6 +39,7 @@ def create_app(settings: Settings, *, migrate: bool = True, services: bool = Fal
 
             await upgrade(database)
         app.state.database = database
+        # Made here, not on first use, so that ExpiredLeases wakes the requests the API parks.
         app.state.concurrency_waiters = waiters = concurrency_limits.SlotWaiters()
         loops = []
         if services:
