@@ -136,6 +136,27 @@ async def test_a_named_queue_is_used(client: httpx.AsyncClient) -> None:
     run = await client.post(f"/deployments/{deployment['id']}/create_flow_run", json={})
     assert run.json()["work_queue_id"] == queue["id"]
 
+    # Deleting the queue moves the deployment and its runs to the pool's default queue.
+    default = (await client.get("/work_pools/local/queues/default")).json()
+    assert (await client.delete("/work_pools/local/queues/fast")).status_code == 204
+    moved = (await client.get(f"/deployments/{deployment['id']}")).json()
+    assert (moved["work_queue_id"], moved["work_queue_name"]) == (None, None)
+    assert (await client.get(f"/flow_runs/{run.json()['id']}")).json()["work_queue_id"] == (
+        default["id"]
+    )
+
+
+async def test_deleting_a_flow_deletes_its_deployments(
+    client: httpx.AsyncClient, row_counts: RowCounts
+) -> None:
+    await _pool(client)
+    before = await row_counts()
+    deployment = await _deploy(client, schedules=[HOURLY])
+    await client.post(f"/deployments/{deployment['id']}/create_flow_run", json={})
+    assert (await client.delete(f"/flows/{deployment['flow_id']}")).status_code == 204
+    assert (await client.get(f"/deployments/{deployment['id']}")).status_code == 404
+    assert await row_counts() == before
+
 
 @pytest.mark.parametrize(
     ("fields", "detail"),
