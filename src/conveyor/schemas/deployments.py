@@ -287,7 +287,11 @@ def parameter_errors(schema: dict[str, Any], parameters: dict[str, Any]) -> list
     # An empty registry: the schema comes from an API client; its $refs must not be fetched.
     validator = Draft202012Validator(schema, registry=Registry())
     errors: list[tuple[str, str]] = []
-    for error in sorted(validator.iter_errors(parameters), key=lambda e: list(e.absolute_path)):
+    # Paths mix names and indexes, which do not compare: sort them as text.
+    by_path = sorted(
+        validator.iter_errors(parameters), key=lambda e: [str(p) for p in e.absolute_path]
+    )
+    for error in by_path:
         path = [str(p) if isinstance(p, str) else f"[{p}]" for p in error.absolute_path]
         where = ".".join(path).replace(".[", "[")
         missing = error.validator_value if error.validator == "required" else None
