@@ -38,9 +38,11 @@ def _register_subcommands() -> None:
     from conveyor.cli.artifacts import artifact_app
     from conveyor.cli.concurrency_limits import concurrency_limit_app
     from conveyor.cli.database import database_app
+    from conveyor.cli.deployments import deployment_app
     from conveyor.cli.runs import flow_run_app, task_run_app
     from conveyor.cli.server import server_app
     from conveyor.cli.variables import variable_app
+    from conveyor.cli.work_pools import work_pool_app, work_queue_app
 
     app.add_typer(server_app, name="server")
     app.add_typer(database_app, name="database")
@@ -49,6 +51,9 @@ def _register_subcommands() -> None:
     app.add_typer(variable_app, name="variable")
     app.add_typer(concurrency_limit_app, name="concurrency-limit")
     app.add_typer(artifact_app, name="artifact")
+    app.add_typer(work_pool_app, name="work-pool")
+    app.add_typer(work_queue_app, name="work-queue")
+    app.add_typer(deployment_app, name="deployment")
 
 
 _register_subcommands()

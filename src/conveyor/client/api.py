@@ -19,6 +19,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
+from conveyor.client.deployments_api import DeploymentsApi
 from conveyor.exceptions import ConveyorError
 from conveyor.schemas.api import (
     ArtifactCreate,
@@ -67,7 +68,7 @@ class ServerUnreachable(ConveyorError):
     """The server could not be reached after all retries."""
 
 
-class ConveyorClient:
+class ConveyorClient(DeploymentsApi):
     def __init__(
         self,
         api_url: str,
@@ -104,8 +105,21 @@ class ConveyorClient:
         self._on_close.append(callback)
 
     # -- transport ----------------------------------------------------------------------
-    async def request(self, method: str, path: str, body: BaseModel | None = None) -> Any:
-        content = body.model_dump_json(exclude_unset=False) if body is not None else None
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: BaseModel | None = None,
+        *,
+        only_fields_set: bool = False,
+    ) -> Any:
+        """``only_fields_set`` sends just the top-level fields set on ``body``: a PATCH's
+        changes. (Not pydantic's ``exclude_unset``, which would also drop the defaults of
+        nested models, a schedule's ``kind`` among them.)"""
+        content = None
+        if body is not None:
+            include = set(body.model_fields_set) if only_fields_set else None
+            content = body.model_dump_json(include=include)
         headers = {"content-type": "application/json"} if content is not None else None
         delay = self.backoff
         for attempt in range(self.retries + 1):

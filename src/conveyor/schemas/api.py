@@ -299,6 +299,12 @@ class FlowRunRead(Output):
     end_time: datetime.datetime | None
     created: datetime.datetime
     updated: datetime.datetime
+    # Runs of deployments (see schemas/deployments.py).
+    work_queue_id: uuid.UUID | None = None
+    job_variables: dict[str, Any] = Field(default_factory=dict)
+    """The run's own job variables, laid over its pool's and deployment's at launch."""
+    idempotency_key: str | None = None
+    auto_scheduled: bool = False
 
 
 class OrchestrationStatus(str, enum.Enum):

@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI
 from conveyor.server.api import (
     artifacts,
     concurrency_limits,
+    deployments,
     errors,
     flow_runs,
     flows,
@@ -17,6 +18,7 @@ from conveyor.server.api import (
     logs,
     task_runs,
     variables,
+    work_pools,
 )
 from conveyor.server.api.json_body import document_bodies
 from conveyor.server.api.limits import BodySizeLimit
@@ -74,6 +76,8 @@ def create_app(settings: Settings, *, migrate: bool = True, services: bool = Fal
         variables,
         artifacts,
         concurrency_limits,
+        work_pools,
+        deployments,
     ):
         api.include_router(module.router)
     app.include_router(api)

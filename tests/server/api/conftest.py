@@ -25,7 +25,18 @@ from conveyor.server.database import orm
 from conveyor.server.database.engine import Database
 from conveyor.settings import Settings
 
-TABLES = (orm.Flow, orm.FlowRun, orm.FlowRunState, orm.TaskRun, orm.Log)
+TABLES = (
+    orm.Flow,
+    orm.FlowRun,
+    orm.FlowRunState,
+    orm.TaskRun,
+    orm.Log,
+    orm.WorkPool,
+    orm.WorkQueue,
+    orm.Worker,
+    orm.Deployment,
+    orm.DeploymentSchedule,
+)
 
 # Rows per table, plus "task_run_states": the entries of every task run's history.
 RowCounts = Callable[[], Awaitable[dict[str, int]]]

@@ -31,6 +31,7 @@ from sqlalchemy import (
     String,
     Table,
     Uuid,
+    bindparam,
     func,
     insert,
     inspect,
@@ -51,7 +52,7 @@ from conveyor.server.database.migrate import (
     reset,
     upgrade,
 )
-from conveyor.server.database.orm import Base, Flow
+from conveyor.server.database.orm import Base, Flow, FlowRun
 from conveyor.server.database.types import JSONColumn, Timestamp
 
 pytestmark = pytest.mark.anyio
@@ -66,6 +67,11 @@ TABLES = {
     "artifacts",
     "concurrency_limits",
     "concurrency_leases",
+    "work_pools",
+    "work_queues",
+    "workers",
+    "deployments",
+    "deployment_schedules",
 }
 
 
@@ -497,3 +503,57 @@ async def test_0005_moves_each_task_run_state_history_into_its_row(
             "result_ref": {"storage": "/r", "key": "k", "serializer": "json"},
         },
     ]
+
+
+async def test_0006_keeps_existing_runs_and_gives_them_the_new_columns(
+    empty_database_url: str,
+) -> None:
+    """Runs recorded before 0006 survive it with empty job variables, not auto-scheduled;
+    and the new unique index lets many runs without an idempotency key share a deployment."""
+    database = Database(empty_database_url)
+    flow, run = uuid.uuid4(), uuid.uuid4()
+    deployment = uuid.uuid4()
+    created = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    try:
+        await database.transaction(_to_revision("0005"))
+
+        def seed(connection: Connection) -> None:
+            flows, flow_runs, _, _ = _revision_0004_tables()
+            connection.execute(insert(flows).values(id=flow, name="etl", tags=[], created=created))
+            for run_id in (run, uuid.uuid4()):
+                connection.execute(
+                    insert(flow_runs).values(
+                        id=run_id,
+                        flow_id=flow,
+                        name="r",
+                        parameters={"x": 1},
+                        tags=[],
+                        retries=0,
+                        retry_delay_seconds=0.0,
+                        run_count=0,
+                        created=created,
+                        updated=created,
+                    )
+                )
+            # Two runs of one deployment, neither with an idempotency key.
+            statement = text("UPDATE flow_runs SET deployment_id = :d")
+            connection.execute(
+                statement.bindparams(bindparam("d", type_=Uuid())), {"d": deployment}
+            )
+
+        await database.transaction(seed)
+        await upgrade(database)
+        assert await current_revision(database) == "0006"
+
+        def read(session: Session) -> list[tuple[Any, ...]]:
+            query = select(
+                FlowRun.id, FlowRun.parameters, FlowRun.job_variables, FlowRun.auto_scheduled
+            ).order_by(FlowRun.id)
+            return [tuple(row) for row in session.execute(query)]
+
+        rows = await database.read(read)
+    finally:
+        await database.dispose()
+    assert len(rows) == 2
+    assert {row[0] for row in rows} >= {run}
+    assert all(row[1:] == ({"x": 1}, {}, False) for row in rows)

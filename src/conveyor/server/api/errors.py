@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
+from conveyor.server.models.errors import Conflict, Invalid, ModelError, NotFound
+
 logger = logging.getLogger("conveyor.server")
 
 
@@ -38,6 +40,17 @@ async def integrity_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+_STATUS: dict[type[ModelError], int] = {NotFound: 404, Conflict: 409, Invalid: 422}
+
+
+async def model_error(request: Request, exc: Exception) -> JSONResponse:
+    # What a query function refused: its message already names the field at fault.
+    assert isinstance(exc, ModelError)
+    return JSONResponse(status_code=_STATUS[type(exc)], content={"detail": exc.message})
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(IntegrityError, integrity_error)
+    for error in _STATUS:
+        app.add_exception_handler(error, model_error)

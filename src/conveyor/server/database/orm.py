@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -74,6 +75,21 @@ class FlowRun(Base):
     end_time: Mapped[datetime.datetime | None] = mapped_column(Timestamp)
     created: Mapped[datetime.datetime] = mapped_column(Timestamp, default=_utcnow)
     updated: Mapped[datetime.datetime] = mapped_column(Timestamp, default=_utcnow)
+    # Runs of deployments (migration 0006). deployment_id and work_queue_id have no
+    # foreign keys: SQLite can add one to an existing table only by rebuilding it, and
+    # dropping the old flow_runs inside the migration's transaction (where SQLite cannot
+    # switch foreign keys off) would cascade-delete every task run, state and log. The
+    # model layer clears them instead when a deployment or queue is deleted.
+    work_queue_id: Mapped[uuid.UUID | None]
+    job_variables: Mapped[dict[str, Any]] = mapped_column(
+        JSONColumn, default=dict, server_default="{}"
+    )
+    # Unique per deployment: the scheduler's "scheduled:<time>" makes each (deployment,
+    # scheduled time) at most once; a client's key makes a repeated request harmless.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    auto_scheduled: Mapped[bool] = mapped_column(default=False, server_default=false())
+    worker_id: Mapped[uuid.UUID | None]
+    last_heartbeat: Mapped[datetime.datetime | None] = mapped_column(Timestamp)
 
     __table_args__ = (
         Index(None, "flow_id", "created"),
@@ -82,6 +98,10 @@ class FlowRun(Base):
         Index(None, "expected_start_time"),
         Index(None, "created"),
         Index(None, "deployment_id", "created"),
+        # Claiming: a queue's due runs; and a deployment's future runs (the scheduler).
+        Index(None, "work_queue_id", "state_type", "expected_start_time"),
+        Index(None, "deployment_id", "state_type", "expected_start_time"),
+        Index(None, "deployment_id", "idempotency_key", unique=True),
     )
 
 
@@ -238,3 +258,103 @@ class ConcurrencyLease(Base):
         # Active slots of a limit: its unexpired leases.
         Index(None, "limit_id", "expires"),
     )
+
+
+class WorkPool(Base):
+    """A typed group of infrastructure; its base job template shapes every run's job."""
+
+    __tablename__ = "work_pools"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    type: Mapped[str] = mapped_column(String(20))
+    description: Mapped[str | None] = mapped_column(Text)
+    base_job_template: Mapped[dict[str, Any]] = mapped_column(JSONColumn)
+    concurrency_limit: Mapped[int | None] = mapped_column(Integer)  # None: unlimited
+    paused: Mapped[bool] = mapped_column(default=False)
+    created: Mapped[datetime.datetime] = mapped_column(Timestamp, default=_utcnow)
+    updated: Mapped[datetime.datetime] = mapped_column(Timestamp, default=_utcnow)
+
+
+class WorkQueue(Base):
+    """Orders a pool's work: workers take runs from queues by priority (1 first)."""
+
+    __tablename__ = "work_queues"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    work_pool_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("work_pools.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    priority: Mapped[int] = mapped_column(Integer)
+    concurrency_limit: Mapped[int | None] = mapped_column(Integer)  # None: unlimited
+    paused: Mapped[bool] = mapped_column(default=False)
+    created: Mapped[datetime.datetime] = mapped_column(Timestamp, default=_utcnow)
+    updated: Mapped[datetime.datetime] = mapped_column(Timestamp, default=_utcnow)
+
+    __table_args__ = (UniqueConstraint("work_pool_id", "name"),)
+
+
+class Worker(Base):
+    """A worker polling a pool, known by the heartbeats it sends."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    work_pool_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("work_pools.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    last_heartbeat: Mapped[datetime.datetime] = mapped_column(Timestamp)
+    created: Mapped[datetime.datetime] = mapped_column(Timestamp, default=_utcnow)
+
+    __table_args__ = (UniqueConstraint("work_pool_id", "name"),)
+
+
+class Deployment(Base):
+    """A flow's entrypoint, where its code lives, its defaults, schedules and pool."""
+
+    __tablename__ = "deployments"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    flow_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("flows.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    entrypoint: Mapped[str] = mapped_column(String(1000))
+    source: Mapped[dict[str, Any] | None] = mapped_column(JSONColumn)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSONColumn, default=dict)
+    parameter_schema: Mapped[dict[str, Any]] = mapped_column(JSONColumn, default=dict)
+    # No pool: served by flow.serve(). A pool in use cannot be deleted (no ON DELETE).
+    work_pool_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("work_pools.id"))
+    # No queue: the pool's default queue.
+    work_queue_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("work_queues.id", ondelete="SET NULL")
+    )
+    job_variables: Mapped[dict[str, Any]] = mapped_column(JSONColumn, default=dict)
+    tags: Mapped[list[str]] = mapped_column(JSONColumn, default=list)
+    version: Mapped[str | None] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    paused: Mapped[bool] = mapped_column(default=False)
+    concurrency_limit: Mapped[int | None] = mapped_column(Integer)
+    collision_strategy: Mapped[str] = mapped_column(String(20))
+    created: Mapped[datetime.datetime] = mapped_column(Timestamp, default=_utcnow)
+    updated: Mapped[datetime.datetime] = mapped_column(Timestamp, default=_utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("flow_id", "name"),
+        Index(None, "name"),
+        Index(None, "work_pool_id"),
+    )
+
+
+class DeploymentSchedule(Base):
+    """One schedule of a deployment (the ``Schedule`` union as JSON), with its overrides."""
+
+    __tablename__ = "deployment_schedules"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    deployment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE")
+    )
+    schedule: Mapped[dict[str, Any]] = mapped_column(JSONColumn)
+    active: Mapped[bool] = mapped_column(default=True)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSONColumn, default=dict)
+    created: Mapped[datetime.datetime] = mapped_column(Timestamp, default=_utcnow)
+
+    __table_args__ = (Index(None, "deployment_id", "created"),)

@@ -75,8 +75,6 @@ def create_flow_run(session: Session, data: FlowRunCreate) -> tuple[orm.FlowRun,
             return existing, False
     flow = ensure_flow(session, data.flow_name)
     run_id = data.id or uuid.uuid4()
-    state = data.state or State(type=StateType.PENDING)
-    now = datetime.datetime.now(datetime.timezone.utc)
     values = {
         "id": run_id,
         "flow_id": flow.id,
@@ -88,17 +86,29 @@ def create_flow_run(session: Session, data: FlowRunCreate) -> tuple[orm.FlowRun,
         "parent_task_run_id": data.parent_task_run_id,
         "retries": data.retries,
         "retry_delay_seconds": data.retry_delay_seconds,
-        "run_count": 0,
-        "created": now,
-        "updated": now,
     }
-    # Insert-or-ignore: two identical requests racing create one run.
-    created = insert_ignoring_duplicates(session, orm.FlowRun, [values]) == 1
+    new = insert_flow_run(session, values, data.state or State(type=StateType.PENDING))
+    if new is not None:
+        return new, True
     run = session.get(orm.FlowRun, run_id)
     assert run is not None
-    if created:
-        record_state(session, run, state)
-    return run, created
+    return run, False
+
+
+def insert_flow_run(session: Session, values: dict[str, Any], state: State) -> orm.FlowRun | None:
+    """Insert a run (``values`` are its columns, ``id`` among them) in its first state.
+
+    None, and nothing written, when a run with that id, or with that idempotency key for
+    that deployment, exists: two identical requests racing create one run.
+    """
+    now = datetime.datetime.now(datetime.timezone.utc)
+    row = {"run_count": 0, "created": now, "updated": now, **values}
+    if insert_ignoring_duplicates(session, orm.FlowRun, [row]) != 1:
+        return None
+    run = session.get(orm.FlowRun, row["id"])
+    assert run is not None
+    record_state(session, run, state)
+    return run
 
 
 def record_flow_runs(session: Session, runs: Sequence[FlowRunRecord]) -> int:
