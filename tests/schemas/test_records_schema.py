@@ -47,9 +47,16 @@ def _round_trip(run: TaskRun, *records: TaskRunStateRecord) -> RecordBatch:
     return RecordBatch.from_json(body.model_dump_json().encode())
 
 
+def _instant(value: str | datetime.datetime) -> datetime.datetime:
+    if isinstance(value, datetime.datetime):
+        return value
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
 def test_a_plain_task_run_travels_small_and_arrives_whole() -> None:
     run = TaskRun(id=uuid.uuid4(), name="t-0", task_key="t", dynamic_key="0", created=NOW)
     pending = Pending()
+    pending.timestamp = NOW.replace(microsecond=123456)  # a time the engine could stamp
     pending.state_details.task_run_id = run.id
     record = TaskRunStateRecord(task_run_id=run.id, seq=1, state=pending)
     encoded = encode_state(record)
@@ -60,7 +67,10 @@ def test_a_plain_task_run_travels_small_and_arrives_whole() -> None:
         {"id": run.id, "name": "t-0", "task_key": "t", "dynamic_key": "0", "created": NOW}
     ]
     state = batch.task_run_states[0]["state"]
-    assert (state["type"], state["timestamp"]) == (pending.type, pending.timestamp)
+    # The engine's timestamps stay strings on arrival (the server never re-formats
+    # them); NOW, with no fraction of a second, is read as a datetime.
+    assert state["timestamp"] == "2026-11-21T12:00:00.123456Z"
+    assert (state["type"], _instant(state["timestamp"])) == (pending.type, pending.timestamp)
 
 
 def test_everything_set_on_a_record_arrives() -> None:

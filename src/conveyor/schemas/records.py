@@ -22,7 +22,8 @@ import uuid
 from collections.abc import Iterable
 from typing import Annotated, Any, cast
 
-from pydantic import AwareDatetime, ConfigDict, Field, with_config
+from pydantic import AwareDatetime, ConfigDict, Field, GetPydanticSchema, with_config
+from pydantic_core import core_schema
 from typing_extensions import NotRequired, TypedDict
 
 from conveyor.schemas.results import ResultRef
@@ -31,6 +32,31 @@ from conveyor.schemas.states import StateDetails, StateType, default_state_name
 
 _FORBID_EXTRA = ConfigDict(extra="forbid")
 Int32 = Annotated[int, Field(ge=0, le=2**31 - 1)]
+
+# How pydantic writes an aware UTC datetime (the engine's every timestamp), on a day every
+# month has: any string this matches is a valid instant as it stands, so it stays a string
+# and the server never parses it into a datetime only to format it back (which cost more
+# than the rest of recording a state). Anything else (another offset, no fraction, the
+# 29th to 31st) is parsed as a datetime.
+_ENGINE_UTC_TIME = (
+    r"^[1-9]\d{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])"
+    r"T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}(?:Z|\+00:00)$"
+)
+WireTime = Annotated[
+    str | datetime.datetime,
+    # One error at the field, as for any timestamp, not one per way of reading it.
+    GetPydanticSchema(
+        lambda _, __: core_schema.union_schema(
+            [
+                core_schema.str_schema(pattern=_ENGINE_UTC_TIME),
+                core_schema.datetime_schema(tz_constraint="aware"),
+            ],
+            mode="left_to_right",
+            custom_error_type="timestamp",
+            custom_error_message="Input should be an ISO 8601 date and time with a timezone",
+        )
+    ),
+]
 
 
 @with_config(_FORBID_EXTRA)
@@ -49,7 +75,7 @@ class StateIn(TypedDict):
     type: StateType
     name: NotRequired[str | None]
     message: NotRequired[str | None]
-    timestamp: NotRequired[AwareDatetime]
+    timestamp: NotRequired[WireTime]
     state_details: NotRequired[StateDetailsIn]
     result_ref: NotRequired[ResultRef | None]
 
@@ -74,7 +100,7 @@ class TaskRunIn(TypedDict):
     name: Annotated[str, Field(max_length=255)]
     task_key: Annotated[str, Field(max_length=1000)]
     dynamic_key: Annotated[str, Field(max_length=255)]
-    created: AwareDatetime
+    created: WireTime
     flow_run_id: NotRequired[uuid.UUID | None]
     task_version: NotRequired[Annotated[str | None, Field(max_length=255)]]
     tags: NotRequired[list[str]]

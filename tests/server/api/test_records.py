@@ -14,6 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from conveyor.server.database import orm
+from conveyor.server.database.engine import Database
 
 pytestmark = pytest.mark.anyio
 
@@ -463,3 +468,68 @@ async def test_a_proposal_with_a_bad_record_is_refused_whole(
     assert response.status_code == 422, response.text
     assert "records.logs.0.level" in response.json()["detail"]
     assert await row_counts() == before
+
+
+async def test_times_in_any_iso_form_are_stored_as_the_same_instants(
+    client: httpx.AsyncClient, make_run: MakeRun
+) -> None:
+    """The engine's own form stays a string all the way to the database; any other form
+    (another offset, no fraction, a day past the 28th) is parsed. Both kinds compare and
+    store as the instants they are."""
+    flow_run = await make_run()
+    run = task_run(flow_run["id"], created="2026-01-30T10:00:00+02:00")
+    states = [
+        state(run["id"], 1, "PENDING", timestamp="2026-01-30T08:00:00.000001Z"),
+        # 08:00:00.5 UTC, written as local time in UTC+2 without the engine's form.
+        state(run["id"], 2, "RUNNING", timestamp="2026-01-30T10:00:00.500000+02:00"),
+        state(run["id"], 3, "FAILED", timestamp="2026-01-30T08:00:01Z"),
+        state(run["id"], 4, "RUNNING", timestamp="2026-01-28T08:00:00.250000+00:00"),
+        state(run["id"], 5, "COMPLETED", timestamp="2026-01-28T08:00:02.000000Z"),
+    ]
+    await _record(client, task_runs=[run], task_run_states=states)
+    read = await _task_run(client, run["id"])
+    at = datetime.datetime.fromisoformat
+    assert at(read["created"]) == at("2026-01-30T08:00:00+00:00")
+    # Earliest Running and latest end, by instant (not by how they were written).
+    assert at(read["start_time"]) == at("2026-01-28T08:00:00.250000+00:00")
+    assert at(read["end_time"]) == at("2026-01-30T08:00:01+00:00")
+    assert at(read["state_timestamp"]) == at("2026-01-28T08:00:02+00:00")
+    response = await client.get(f"/task_runs/{run['id']}/states")
+    assert [at(s["timestamp"]) for s in response.json()] == [
+        at("2026-01-30T08:00:00.000001+00:00"),
+        at("2026-01-30T08:00:00.5+00:00"),
+        at("2026-01-30T08:00:01+00:00"),
+        at("2026-01-28T08:00:00.25+00:00"),
+        at("2026-01-28T08:00:02+00:00"),
+    ]
+
+
+async def test_states_merge_into_a_history_stored_by_an_older_version(
+    client: httpx.AsyncClient, make_run: MakeRun, database: Database
+) -> None:
+    flow_run = await make_run()
+    run = task_run(flow_run["id"])
+    await _record(client, task_runs=[run])
+
+    def store_old_history(session: Session) -> None:
+        # Before, entries kept datetime.isoformat(): no fraction when it was zero.
+        old = [
+            {
+                "seq": 1,
+                "type": "RUNNING",
+                "name": "Running",
+                "timestamp": "2026-01-01T09:00:00+00:00",
+            }
+        ]
+        session.execute(
+            update(orm.TaskRun).where(orm.TaskRun.id == uuid.UUID(run["id"])).values(states=old)
+        )
+
+    await database.write(store_old_history)
+    done = state(run["id"], 2, "COMPLETED", timestamp="2026-01-01T09:00:00.500000Z")
+    await _record(client, task_run_states=[done])
+    read = await _task_run(client, run["id"])
+    at = datetime.datetime.fromisoformat
+    assert (read["state_type"], read["run_count"]) == ("COMPLETED", 1)
+    assert at(read["start_time"]) == at("2026-01-01T09:00:00+00:00")
+    assert at(read["end_time"]) == at("2026-01-01T09:00:00.5+00:00")

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import JSON, select, text
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.orm import Session
 
 from conveyor.server.database import orm
@@ -20,6 +21,7 @@ from conveyor.server.models.common import (
     sqlite_json,
     sqlite_timestamp,
 )
+from conveyor.server.models.task_runs import moment
 
 pytestmark = pytest.mark.anyio
 
@@ -43,6 +45,25 @@ def test_the_fast_timestamp_is_what_the_column_type_stores(
     processor = Timestamp().dialect_impl(dialect).bind_processor(dialect)
     assert processor is not None
     assert sqlite_timestamp(value) == processor(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime.datetime(2026, 3, 29, 1, 30, tzinfo=UTC),
+        datetime.datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime.datetime(2026, 3, 29, 3, 30, 0, 5, tzinfo=PLUS_TWO),
+    ],
+)
+def test_a_moment_string_is_stored_as_its_instant_is(value: datetime.datetime) -> None:
+    """Task-run times reach the columns as ``Moment`` strings, unparsed (both dialects)."""
+    text_form = moment(value)
+    dialect = sqlite.dialect()
+    processor = Timestamp().dialect_impl(dialect).bind_processor(dialect)
+    assert processor is not None
+    assert sqlite_timestamp(text_form) == processor(value) == processor(text_form)
+    postgres = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
+    assert Timestamp().process_bind_param(text_form, postgres) == value
 
 
 def test_a_naive_timestamp_is_refused() -> None:

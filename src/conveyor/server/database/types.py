@@ -21,10 +21,12 @@ class Timestamp(TypeDecorator[datetime.datetime]):
     cache_ok = True
 
     def process_bind_param(
-        self, value: datetime.datetime | None, dialect: Dialect
+        self, value: datetime.datetime | str | None, dialect: Dialect
     ) -> datetime.datetime | None:
         if value is None:
             return None
+        if isinstance(value, str):  # an ISO instant with its offset (models.task_runs.Moment)
+            value = datetime.datetime.fromisoformat(value)
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r} reached the database; use UTC")
         value = value.astimezone(datetime.timezone.utc)

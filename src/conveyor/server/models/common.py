@@ -180,10 +180,15 @@ def _converters(
 _UTC = datetime.timezone.utc
 
 
-def sqlite_timestamp(value: datetime.datetime | None) -> str | None:
-    """What ``Timestamp`` stores on SQLite: naive UTC text with microseconds."""
+def sqlite_timestamp(value: datetime.datetime | str | None) -> str | None:
+    """What ``Timestamp`` stores on SQLite: naive UTC text with microseconds.
+
+    A string must be a ``models.task_runs.Moment`` (``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``).
+    """
     if value is None:
         return None
+    if isinstance(value, str):
+        return f"{value[:10]} {value[11:26]}"
     offset = value.utcoffset()
     if offset is None:
         raise ValueError(f"naive datetime {value!r} reached the database; use UTC")

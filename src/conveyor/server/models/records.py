@@ -21,7 +21,7 @@ from conveyor.server.models.common import insert_ignoring_duplicates
 
 
 def record_batch(session: Session, batch: RecordBatch) -> RecordBatchResult:
-    received = datetime.datetime.now(datetime.timezone.utc)
+    received = task_runs.moment(datetime.datetime.now(datetime.timezone.utc))
     # First the flow runs: the rest of the batch may belong to them.
     new_flow_runs = flow_runs.record_flow_runs(session, batch.flow_runs)
     known = _known_flow_runs(session, batch)

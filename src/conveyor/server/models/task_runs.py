@@ -31,17 +31,35 @@ _TERMINAL = frozenset(t.value for t in TERMINAL_STATE_TYPES)
 _UTC = datetime.timezone.utc
 
 Entry = dict[str, Any]
-"""One state in a task run's ``states`` history, as stored (JSON)."""
-Timed = tuple[Entry, datetime.datetime]
-"""An entry with its timestamp as a datetime: summaries never parse back what was just
-formatted."""
+"""One state in a task run's ``states`` history, as stored (JSON). Its ``timestamp`` is a
+``Moment``, so entries compare by time as strings."""
+Moment = str
+"""An instant as ``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``: one fixed-width form, so that
+ordering the strings orders the instants, and the database columns (``Timestamp``,
+``sqlite_timestamp``) take it as it is. The engine's own timestamps arrive in this form
+(see ``schemas.records.WireTime``) and are never parsed: formatting a datetime back
+costs more than the rest of recording its state."""
+
+
+def moment(value: str | datetime.datetime) -> Moment:
+    """A wire timestamp (a string in the engine's form, or any aware datetime) as stored."""
+    if isinstance(value, str):
+        return value if value.endswith("+00:00") else value[:26] + "+00:00"  # ...Z
+    return value.astimezone(_UTC).isoformat(timespec="microseconds")
+
+
+def _stored_moment(value: str) -> Moment:
+    """An entry's timestamp read back: older rows kept ``datetime.isoformat()``."""
+    if len(value) == 32:
+        return value
+    return moment(datetime.datetime.fromisoformat(value))
 
 
 def record_task_runs(
     session: Session,
     task_runs: Sequence[TaskRunIn],
     states: Sequence[TaskRunStateIn],
-    received: datetime.datetime,
+    received: Moment,
 ) -> tuple[int, int]:
     """Record task runs and states in a handful of statements, however many there are;
     returns how many runs and states were new.
@@ -59,10 +77,10 @@ def record_task_runs(
 
 
 def _histories(
-    records: Iterable[TaskRunStateIn], received: datetime.datetime
-) -> dict[uuid.UUID, dict[int, Timed]]:
+    records: Iterable[TaskRunStateIn], received: Moment
+) -> dict[uuid.UUID, dict[int, Entry]]:
     """The batch's states as stored entries, by run and seq (a repeated seq: the first)."""
-    out: dict[uuid.UUID, dict[int, Timed]] = {}
+    out: dict[uuid.UUID, dict[int, Entry]] = {}
     for record in records:
         entries = out.setdefault(record["task_run_id"], {})
         if record["seq"] not in entries:
@@ -70,16 +88,16 @@ def _histories(
     return out
 
 
-def _entry(record: TaskRunStateIn, received: datetime.datetime) -> Timed:
+def _entry(record: TaskRunStateIn, received: Moment) -> Entry:
     state = record["state"]
     type_ = state["type"]
-    timestamp = state.get("timestamp") or received
+    timestamp = state.get("timestamp")
     entry: Entry = {
         "seq": record["seq"],
         "type": type_.value,
         # The name is bounded like a flow run state's; a user may name states freely.
         "name": (state.get("name") or default_state_name(type_))[:50],
-        "timestamp": _iso(timestamp),
+        "timestamp": received if timestamp is None else moment(timestamp),
     }
     if (message := state.get("message")) is not None:
         entry["message"] = message
@@ -87,13 +105,7 @@ def _entry(record: TaskRunStateIn, received: datetime.datetime) -> Timed:
         entry["details"] = details
     if (result_ref := state.get("result_ref")) is not None:
         entry["result_ref"] = result_ref.model_dump(mode="json")
-    return entry, timestamp
-
-
-def _iso(moment: datetime.datetime) -> str:
-    if moment.utcoffset():
-        moment = moment.astimezone(_UTC)
-    return moment.isoformat()
+    return entry
 
 
 @dataclasses.dataclass
@@ -102,33 +114,34 @@ class _Summary:
 
     latest: Entry | None = None
     runs: int = 0
-    started: datetime.datetime | None = None
-    ended: datetime.datetime | None = None
+    started: Moment | None = None
+    ended: Moment | None = None
 
 
-def _summarise(history: list[Timed]) -> _Summary:
+def _summarise(history: list[Entry]) -> _Summary:
     """``history`` ordered by seq."""
-    summary = _Summary(latest=history[-1][0] if history else None)
-    for entry, moment in history:
+    summary = _Summary(latest=history[-1] if history else None)
+    for entry in history:
         type_ = entry["type"]
+        at = entry["timestamp"]
         if type_ == "RUNNING":
             summary.runs += 1
-            if summary.started is None or moment < summary.started:
-                summary.started = moment
-        elif type_ in _TERMINAL and (summary.ended is None or moment > summary.ended):
-            summary.ended = moment
+            if summary.started is None or at < summary.started:
+                summary.started = at
+        elif type_ in _TERMINAL and (summary.ended is None or at > summary.ended):
+            summary.ended = at
     return summary
 
 
-def _current(history: list[Timed]) -> dict[str, Any]:
+def _current(history: list[Entry]) -> dict[str, Any]:
     """The columns that summarise ``history`` (ordered by seq)."""
     summary = _summarise(history)
     latest = summary.latest
     return {
-        "states": [entry for entry, _ in history],
+        "states": history,
         "state_type": latest["type"] if latest else None,
         "state_name": latest["name"] if latest else None,
-        "state_timestamp": history[-1][1] if history else None,
+        "state_timestamp": latest["timestamp"] if latest else None,
         "state_seq": latest["seq"] if latest else 0,
         "run_count": summary.runs,
         "start_time": summary.started,
@@ -136,7 +149,7 @@ def _current(history: list[Timed]) -> dict[str, Any]:
     }
 
 
-def _task_run_values(run: TaskRunIn, history: dict[int, Timed]) -> dict[str, Any]:
+def _task_run_values(run: TaskRunIn, history: dict[int, Entry]) -> dict[str, Any]:
     return {
         "id": run["id"],
         "flow_run_id": run.get("flow_run_id"),
@@ -151,12 +164,12 @@ def _task_run_values(run: TaskRunIn, history: dict[int, Timed]) -> dict[str, Any
             for i in run.get("task_inputs") or ()
         ],
         "cache_key": run.get("cache_key"),
-        "created": run["created"],
+        "created": moment(run["created"]),
         **_current([history[seq] for seq in sorted(history)]),
     }
 
 
-def _merge(session: Session, histories: dict[uuid.UUID, dict[int, Timed]]) -> int:
+def _merge(session: Session, histories: dict[uuid.UUID, dict[int, Entry]]) -> int:
     """Add states to runs already recorded; returns how many were new.
 
     States of runs the server has never seen are dropped (their run record is missing).
@@ -183,8 +196,8 @@ def _merge(session: Session, histories: dict[uuid.UUID, dict[int, Timed]]) -> in
             if not new:
                 continue
             added += len(new)
-            timed = [(e, datetime.datetime.fromisoformat(e["timestamp"])) for e in stored]
-            history = sorted([*timed, *new], key=lambda t: int(t[0]["seq"]))
+            kept = [{**e, "timestamp": _stored_moment(e["timestamp"])} for e in stored]
+            history = sorted([*kept, *new], key=lambda e: int(e["seq"]))
             current = _current(history)
             updates.append({"b_id": run_id, **{f"b_{k}": v for k, v in current.items()}})
     if updates:
