@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
@@ -83,6 +84,8 @@ class ConveyorClient(DeploymentsApi):
             self.api_url += "/api"
         self.retries = retries
         self.backoff = backoff
+        self._timeout = timeout
+        self._transport = transport
         self._http = httpx.AsyncClient(base_url=self.api_url, timeout=timeout, transport=transport)
         self._on_close: list[Callable[[], Awaitable[None]]] = []
 
@@ -104,6 +107,15 @@ class ConveyorClient(DeploymentsApi):
         """Run ``callback`` when the client closes (the embedded server's shutdown)."""
         self._on_close.append(callback)
 
+    def blocking_poster(self) -> BlockingPoster | None:
+        """A blocking twin of this client's connection for POSTs from a plain thread, or
+        None when the transport is async only (the embedded server)."""
+        transport = self._transport
+        if transport is not None and not isinstance(transport, httpx.BaseTransport):
+            return None
+        http = httpx.Client(base_url=self.api_url, timeout=self._timeout, transport=transport)
+        return BlockingPoster(http, self.api_url, self.retries, self.backoff)
+
     # -- transport ----------------------------------------------------------------------
     async def request(
         self,
@@ -121,38 +133,19 @@ class ConveyorClient(DeploymentsApi):
             include = set(body.model_fields_set) if only_fields_set else None
             content = body.model_dump_json(include=include)
         headers = {"content-type": "application/json"} if content is not None else None
-        delay = self.backoff
-        for attempt in range(self.retries + 1):
+        backoff = Backoff(self.retries, self.backoff)
+        while True:
             try:
                 response = await self._http.request(method, path, content=content, headers=headers)
             except httpx.TransportError as exc:
-                if attempt == self.retries:
-                    raise ServerUnreachable(
-                        f"Cannot reach the Conveyor server at {self.api_url} ({exc}); "
-                        "start it with `conveyor server start` or check CONVEYOR_API_URL."
-                    ) from exc
+                delay = backoff.next_delay(None)
+                if delay is None:
+                    raise unreachable(self.api_url, exc) from exc
             else:
-                if response.status_code not in RETRY_STATUS or attempt == self.retries:
-                    return self._decode(response)
-                retry_after = response.headers.get("retry-after")
-                if retry_after and retry_after.isdigit():
-                    delay = max(delay, float(retry_after))
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, 10.0)
-        raise AssertionError("unreachable")
-
-    @staticmethod
-    def _decode(response: httpx.Response) -> Any:
-        if response.status_code == 204:
-            return None
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = {"detail": response.text[:500]}
-        if response.is_error:
-            detail = payload.get("detail") if isinstance(payload, dict) else None
-            raise ApiError(response.status_code, str(detail or response.reason_phrase))
-        return payload
+                delay = backoff.next_delay(response)
+                if delay is None:
+                    return decode(response)
+            await asyncio.sleep(delay)
 
     # -- resources ----------------------------------------------------------------------
     async def health(self) -> dict[str, str]:
@@ -310,3 +303,80 @@ class ConveyorClient(DeploymentsApi):
 
 def _many(model: type[M], data: Sequence[Any]) -> list[M]:
     return [model.model_validate(item) for item in data]
+
+
+class Backoff:
+    """When to try a request again: after a connection error, a 5xx or a 429, at growing,
+    jittered intervals (at least what a Retry-After header asks), ``retries`` times."""
+
+    def __init__(self, retries: int, first_delay: float) -> None:
+        self._left = retries
+        self._delay = first_delay
+
+    def next_delay(self, response: httpx.Response | None) -> float | None:
+        """Seconds to wait before trying again after ``response`` (None: no response at
+        all); None when the answer stands."""
+        if self._left <= 0 or (response is not None and response.status_code not in RETRY_STATUS):
+            return None
+        self._left -= 1
+        delay = self._delay
+        retry_after = response.headers.get("retry-after") if response is not None else None
+        if retry_after and retry_after.isdigit():
+            delay = max(delay, float(retry_after))
+        self._delay = min(self._delay * 2, 10.0)
+        return delay * random.uniform(0.8, 1.2)
+
+
+def unreachable(api_url: str, exc: Exception) -> ServerUnreachable:
+    return ServerUnreachable(
+        f"Cannot reach the Conveyor server at {api_url} ({exc}); "
+        "start it with `conveyor server start` or check CONVEYOR_API_URL."
+    )
+
+
+def decode(response: httpx.Response) -> Any:
+    """A response's JSON, or ApiError naming the server's complaint."""
+    if response.status_code == 204:
+        return None
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = {"detail": response.text[:500]}
+    if response.is_error:
+        detail = payload.get("detail") if isinstance(payload, dict) else None
+        raise ApiError(response.status_code, str(detail or response.reason_phrase))
+    return payload
+
+
+class BlockingPoster:
+    """POSTs from a plain thread with a blocking connection: how the recorder's flusher
+    ships batches. Through the async client it would hand each request to the portal's
+    event loop thread and back, and every hand-off waits for the GIL: while a flow's
+    thread is busy that made a request take ~90 ms instead of ~16 ms, so records piled
+    up until the flow ended instead of streaming to the server while it ran."""
+
+    def __init__(self, http: httpx.Client, api_url: str, retries: int, backoff: float) -> None:
+        self._http = http
+        self._api_url = api_url
+        self._retries = retries
+        self._backoff = backoff
+
+    def post(self, path: str, content: str | bytes) -> Any:
+        """Retried as ``ConveyorClient.request`` retries."""
+        headers = {"content-type": "application/json"}
+        backoff = Backoff(self._retries, self._backoff)
+        while True:
+            try:
+                response = self._http.post(path, content=content, headers=headers)
+            except httpx.TransportError as exc:
+                delay = backoff.next_delay(None)
+                if delay is None:
+                    raise unreachable(self._api_url, exc) from exc
+            else:
+                delay = backoff.next_delay(response)
+                if delay is None:
+                    return decode(response)
+            time.sleep(delay)
+
+    def close(self) -> None:
+        self._http.close()
