@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from conveyor.server.api import claims
+
 pytestmark = pytest.mark.anyio
 
 
@@ -177,7 +179,11 @@ async def test_concurrent_claimers_get_disjoint_runs(client: httpx.AsyncClient) 
     assert len(workers) == 4
 
 
-async def test_long_poll_returns_when_a_run_is_made(client: httpx.AsyncClient) -> None:
+async def test_long_poll_returns_when_a_run_is_made(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Woken by the run's creation, not by the periodic re-check.
+    monkeypatch.setattr(claims, "RECHECK_SECONDS", 30.0)
     deployment_id = await _setup(client)
     started = time.monotonic()
     claim = asyncio.create_task(_claim(client, wait_seconds=10))
@@ -189,7 +195,10 @@ async def test_long_poll_returns_when_a_run_is_made(client: httpx.AsyncClient) -
     assert time.monotonic() - started < 1.3
 
 
-async def test_long_poll_wakes_when_a_scheduled_run_falls_due(client: httpx.AsyncClient) -> None:
+async def test_long_poll_wakes_when_a_scheduled_run_falls_due(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(claims, "RECHECK_SECONDS", 30.0)
     deployment_id = await _setup(client)
     run_id = await _run(client, deployment_id, in_seconds=1.5)
     started = time.monotonic()
