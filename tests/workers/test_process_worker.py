@@ -260,3 +260,34 @@ def test_an_unknown_pool_stops_the_worker_with_the_reason(server: str, tmp_path:
     _, stderr = worker.communicate(timeout=60)
     assert worker.returncode == 1
     assert "No work pool named 'no-such-pool'" in stderr
+
+
+@pytest.mark.timeout(120)
+def test_four_workers_run_forty_runs_each_exactly_once(
+    server: str, api: Api, pool: str, code: Path, tmp_path: Path
+) -> None:
+    deployment_id = api.deploy(pool, "doubler", code)
+    run_ids = [api.create_run(deployment_id, parameters={"n": i}) for i in range(40)]
+    workers = [
+        subprocess.Popen(
+            [CONVEYOR, "worker", "start", "--pool", pool, "--name", f"w{i}", "--limit", "3"],
+            env=_env(tmp_path, CONVEYOR_API_URL=server, CONVEYOR_LOGGING_LEVEL="WARNING"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    try:
+        runs = [
+            api.wait_for(run_id, "COMPLETED", "FAILED", "CRASHED", timeout=90) for run_id in run_ids
+        ]
+    finally:
+        for worker in workers:
+            _stop(worker)
+    assert {run["state_type"] for run in runs} == {"COMPLETED"}
+    for run_id in run_ids:
+        states = api.http.get(f"/flow_runs/{run_id}/states").json()
+        assert [s["type"] for s in states] == ["SCHEDULED", "PENDING", "RUNNING", "COMPLETED"]
+    workers_seen = api.post(f"/work_pools/{pool}/workers/filter")
+    assert {w["name"] for w in workers_seen} == {"w0", "w1", "w2", "w3"}
