@@ -37,6 +37,11 @@ def dies() -> None:
     os.kill(os.getpid(), 9)
 
 @flow
+def naps() -> str:
+    time.sleep(2)
+    return "rested"
+
+@flow
 def sleeps() -> None:
     # A grandchild in the run's process group: cancelling must stop it too.
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
@@ -253,6 +258,40 @@ def test_sigterm_stops_an_idle_worker_cleanly(server: str, pool: str, tmp_path: 
     assert worker.returncode == 0, stderr
     assert time.monotonic() - started < 10
     assert f"Worker w-{pool} stopped: asked to stop." in stderr
+
+
+@pytest.mark.timeout(90)
+def test_sigterm_waits_for_the_run_in_progress_and_a_second_kills(
+    server: str, api: Api, pool: str, code: Path, tmp_path: Path
+) -> None:
+    naps = api.deploy(pool, "naps", code)
+    worker = _start_worker(server, tmp_path, pool)
+    try:
+        run_id = api.create_run(naps)
+        api.wait_for(run_id, "RUNNING", timeout=30)
+        worker.send_signal(signal.SIGTERM)
+        assert api.wait_for(run_id, "COMPLETED", "CRASHED")["state_type"] == "COMPLETED"
+    finally:
+        _, stderr = _stop(worker)
+    assert worker.returncode == 0, stderr
+
+    pid_file = tmp_path / "child.pid"
+    sleeps = api.deploy(pool, "sleeps", code, job_variables={"env": {"PID_FILE": str(pid_file)}})
+    worker = _start_worker(server, tmp_path, pool)
+    try:
+        run_id = api.create_run(sleeps)
+        api.wait_for(run_id, "RUNNING", timeout=30)
+        worker.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        worker.send_signal(signal.SIGTERM)
+        run = api.wait_for(run_id, "CRASHED", "CANCELLED", "COMPLETED", timeout=20)
+        _, stderr = worker.communicate(timeout=30)
+    finally:
+        _stop(worker)
+    assert run["state_type"] == "CRASHED", stderr
+    message = api.http.get(f"/flow_runs/{run_id}/states").json()[-1]["message"]
+    assert "SIGKILL (the worker was told to kill it)" in message
+    assert worker.returncode == 0, stderr
 
 
 def test_an_unknown_pool_stops_the_worker_with_the_reason(server: str, tmp_path: Path) -> None:

@@ -251,7 +251,7 @@ class Worker:
             message = f"Cancelled: the worker stopped its process, which {how}."
             await self._propose(run_id, Cancelled(message=message))
             return
-        why = " after the worker was told to kill it" if self.kill_requested else ""
+        why = " (the worker was told to kill it)" if self.kill_requested else ""
         message = f"The flow run's process {how}{why} without reporting a final state."
         tail = process.tail()
         if tail:
