@@ -43,6 +43,7 @@ def _register_subcommands() -> None:
     from conveyor.cli.server import server_app
     from conveyor.cli.variables import variable_app
     from conveyor.cli.work_pools import work_pool_app, work_queue_app
+    from conveyor.cli.workers import worker_app
 
     app.add_typer(server_app, name="server")
     app.add_typer(database_app, name="database")
@@ -54,6 +55,7 @@ def _register_subcommands() -> None:
     app.add_typer(work_pool_app, name="work-pool")
     app.add_typer(work_queue_app, name="work-queue")
     app.add_typer(deployment_app, name="deployment")
+    app.add_typer(worker_app, name="worker")
 
 
 _register_subcommands()
@@ -125,7 +127,9 @@ def _problems(settings: Settings) -> tuple[list[str], list[str]]:
             f"({', '.join(_BUILTIN_SERIALIZERS)}); persisting results fails unless your "
             "code registers a serializer with that name."
         )
-    known = {*SETTING_ENV_VARS.values(), *settings.services.env_values()}
+    # Not settings, but read by Conveyor: a worker's option and the run it launched.
+    others = {"CONVEYOR_WORKER_CANCEL_GRACE_SECONDS", "CONVEYOR_FLOW_RUN_ID"}
+    known = {*SETTING_ENV_VARS.values(), *settings.services.env_values(), *others}
     for name in sorted(os.environ):
         if name.startswith("CONVEYOR_") and name not in known:
             warnings.append(f"{name} is not a Conveyor setting; it is ignored.")

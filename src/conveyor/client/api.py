@@ -184,6 +184,10 @@ class ConveyorClient(DeploymentsApi):
         data = await self.request("POST", f"/flow_runs/{flow_run_id}/cancel")
         return OrchestrationResult.model_validate(data)
 
+    async def flow_run_heartbeat(self, flow_run_id: uuid.UUID) -> None:
+        """Say the process running the run is alive."""
+        await self.request("POST", f"/flow_runs/{flow_run_id}/heartbeat")
+
     async def read_flow_run_states(self, flow_run_id: uuid.UUID) -> list[StateRead]:
         return _many(StateRead, await self.request("GET", f"/flow_runs/{flow_run_id}/states"))
 

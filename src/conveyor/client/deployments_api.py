@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         WorkQueueRead,
         WorkQueueUpdate,
     )
+    from conveyor.schemas.workers import ClaimResult, WorkerClaim
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -137,6 +138,13 @@ class DeploymentsApi:
 
         data = await self.request("POST", f"{_pool(pool)}/workers/filter", flt or WorkerFilter())
         return _many(WorkerRead, data)
+
+    async def claim_runs(self, pool: str, claim: WorkerClaim) -> ClaimResult:
+        """Claim due runs of the pool for a worker, waiting up to ``claim.wait_seconds``
+        when none is due (the client's timeout must be longer)."""
+        from conveyor.schemas.workers import ClaimResult
+
+        return ClaimResult.model_validate(await self.request("POST", f"{_pool(pool)}/claim", claim))
 
     # -- deployments --------------------------------------------------------------------
     async def deploy(self, data: DeploymentCreate) -> DeploymentRead:

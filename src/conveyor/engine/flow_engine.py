@@ -39,7 +39,12 @@ from conveyor.engine.inputs import iter_leaves, walk
 from conveyor.engine.names import generate_run_name
 from conveyor.engine.options import delay_for_attempt
 from conveyor.engine.run_logging import configure_logging, run_log_extra
-from conveyor.exceptions import CancelledRun, ConfigurationError, FlowRunTimeoutError
+from conveyor.exceptions import (
+    CancelledRun,
+    ConfigurationError,
+    FlowRunTimeoutError,
+    ParameterValidationError,
+)
 from conveyor.schemas.runs import FlowRun
 from conveyor.schemas.states import (
     AwaitingRetry,
@@ -60,8 +65,17 @@ logger = logging.getLogger("conveyor.flow_runs")
 
 
 class FlowRunEngine:
-    def __init__(self, flow: Flow[..., Any], parameters: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        flow: Flow[..., Any],
+        parameters: dict[str, Any],
+        *,
+        existing: tuple[uuid.UUID, str | None] | None = None,
+    ) -> None:
+        """``existing``: the id and name of a run the server has already (a deployment's
+        run, claimed by a worker): it is started (Pending -> Running), not created."""
         self.flow = flow
+        self.existing = existing is not None
         self.parameters = parameters
         parent = flow_run_context.get()
         parent_task = task_run_context.get()
@@ -76,7 +90,7 @@ class FlowRunEngine:
             self.recorder = runtime.get_recorder()
         settings = parent_env.settings if parent_env else runtime.get_settings()
         self.is_top_level = parent is None and parent_task is None
-        run_id = uuid.uuid4()
+        run_id = existing[0] if existing is not None else uuid.uuid4()
         log_prints = flow.log_prints
         if log_prints is None:
             log_prints = parent_env.log_prints if parent_env else False
@@ -94,7 +108,7 @@ class FlowRunEngine:
         )
         self.flow_run = FlowRun(
             id=run_id,
-            name=self._render_name(),
+            name=(existing[1] if existing is not None else None) or self._render_name(),
             flow_name=flow.name,
             flow_version=flow.version,
             parameters=parameters,
@@ -148,7 +162,9 @@ class FlowRunEngine:
 
     def begin_attempt(self) -> None:
         self.run_count += 1
-        if self.run_count == 1:
+        if self.run_count == 1 and self.existing:
+            self._start_existing()
+        elif self.run_count == 1:
             # A run called in this process starts at once: it is created Running, one
             # round trip, not created Pending and then moved to Running.
             running = Running()
@@ -178,6 +194,19 @@ class FlowRunEngine:
             run_count=self.run_count,
             cancel_requested=self.cancel_requested,
         )
+
+    def _start_existing(self) -> None:
+        """Pending -> Running. A WAIT answer is obeyed by the transport (it sleeps and asks
+        again); a refusal raises ``OrchestrationAborted`` and nothing runs."""
+        from conveyor.client.transport import OrchestrationAborted
+
+        accepted = self.propose(Running())
+        if accepted.type is not StateType.RUNNING:
+            raise OrchestrationAborted(
+                f"The server made flow run {self.flow_run.id} {accepted.name} instead of "
+                f"starting it: {accepted.message or 'no reason given'}"
+            )
+        self._watch_for_cancellation()
 
     def _watch_for_cancellation(self) -> None:
         if not self.is_top_level:
@@ -426,6 +455,41 @@ def run_flow(flow: Flow[..., Any], parameters: dict[str, Any], *, return_state: 
     else:
         state = perform_sync(flow_run_steps(engine))
     return state if return_state else state.result()
+
+
+def run_existing_flow_run(
+    flow: Flow[..., Any],
+    flow_run_id: uuid.UUID,
+    parameters: dict[str, Any],
+    *,
+    name: str | None = None,
+) -> State | None:
+    """Run ``flow`` as the flow run ``flow_run_id`` that the server already has (a
+    deployment's run a worker claimed): it proposes Pending -> Running, then runs as any
+    flow does, its task runs and logs recorded under that id, and proposes the final state.
+
+    Returns the final state, or None when the server refused to start the run (it was
+    cancelled or finished meanwhile); parameters that do not fit the flow fail the run.
+    """
+    from conveyor.client.transport import OrchestrationAborted
+
+    engine = FlowRunEngine(flow, parameters, existing=(flow_run_id, name))
+    try:
+        engine.parameters = engine.environment.flow_parameters = flow.validate(parameters)
+    except ParameterValidationError as exc:
+        failed = Failed(data=exc, message=f"Invalid parameters: {exc}")
+        engine.log_finished(failed)
+        state = engine.propose(failed)
+        engine.recorder.flush(timeout=30)
+        return state
+    try:
+        if flow.isasync:
+            return runtime.run_coro_sync(perform_async(flow_run_steps(engine)))
+        return perform_sync(flow_run_steps(engine))
+    except OrchestrationAborted as exc:
+        logger.warning("Flow run %s did not start: %s", flow_run_id, exc)
+        engine.recorder.flush(timeout=30)
+        return None
 
 
 async def _run_async_returning(engine: FlowRunEngine, return_state: bool) -> Any:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from conveyor.server.api import (
     artifacts,
+    claims,
     concurrency_limits,
     deployments,
     errors,
@@ -43,6 +44,7 @@ def create_app(settings: Settings, *, migrate: bool = True, services: bool = Fal
         app.state.database = database
         # Made here, not on first use, so that ExpiredLeases wakes the requests the API parks.
         app.state.concurrency_waiters = waiters = concurrency_limits.SlotWaiters()
+        app.state.claim_waiters = claims.ClaimWaiters()
         loops = []
         if services:
             from conveyor.server.services.registry import build_services
@@ -77,9 +79,13 @@ def create_app(settings: Settings, *, migrate: bool = True, services: bool = Fal
         artifacts,
         concurrency_limits,
         work_pools,
-        deployments,
+        claims,
     ):
         api.include_router(module.router)
+    # Runs made from a deployment wake the workers waiting to claim them.
+    api.include_router(
+        deployments.router, dependencies=[Depends(claims.wake_claimers_after_runs_are_made)]
+    )
     app.include_router(api)
     errors.install(app)
     document_bodies(app)

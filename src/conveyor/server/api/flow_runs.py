@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime
 import uuid
 from typing import Annotated
 
@@ -18,7 +19,7 @@ from conveyor.server.api.deps import get_database
 from conveyor.server.api.json_body import openapi_body, parse
 from conveyor.server.database import orm
 from conveyor.server.database.engine import Database
-from conveyor.server.models import flow_runs, records
+from conveyor.server.models import claims, flow_runs, records
 from conveyor.server.orchestration.policy import (
     FlowRunNotFound,
     cancel_flow_run,
@@ -108,6 +109,15 @@ async def cancel(flow_run_id: uuid.UUID, database: DB) -> OrchestrationResult:
         return await database.write(cancel_flow_run, flow_run_id)
     except FlowRunNotFound:
         raise _missing(flow_run_id) from None
+
+
+@router.post("/{flow_run_id}/heartbeat", status_code=status.HTTP_204_NO_CONTENT)
+async def heartbeat(flow_run_id: uuid.UUID, database: DB) -> Response:
+    """The process (or worker) running the run is alive: stamps ``last_heartbeat``."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if not await database.write(claims.flow_run_heartbeat, flow_run_id, now):
+        raise _missing(flow_run_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/{flow_run_id}/states", response_model=list[StateRead])
