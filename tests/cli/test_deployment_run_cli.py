@@ -20,8 +20,9 @@ from conveyor.cli.main import app
 from conveyor.client.api import ConveyorClient
 from conveyor.client.embedded import connect
 from conveyor.schemas.api import FlowRunFilter, FlowRunRead, RecordBatch
-from conveyor.schemas.deployments import DeploymentCreate
+from conveyor.schemas.deployments import DeploymentCreate, DeploymentScheduleCreate
 from conveyor.schemas.logs import LogRecordCreate
+from conveyor.schemas.schedules import CronSchedule
 from conveyor.schemas.states import State, StateType
 from conveyor.settings import Settings
 
@@ -200,3 +201,25 @@ def test_run_deployment_in_a_flow_and_a_task_makes_child_runs(deployment_id: uui
     assert from_flow.parent_flow_run_id == flow_run_id and from_flow.parent_task_run_id is None
     assert from_task.parent_flow_run_id == flow_run_id
     assert from_task.parent_task_run_id is not None
+
+
+def test_backfill() -> None:
+    hourly = DeploymentScheduleCreate(schedule=CronSchedule(cron="0 * * * *"))
+    body = DeploymentCreate(
+        flow_name="etl", name="hourly", entrypoint="flows.py:etl", schedules=[hourly]
+    )
+    deployment_id = with_client(lambda client: client.deploy(body)).id
+    window = ["--start", "2025-01-01T00:00:00+00:00", "--end", "2025-01-01T05:00Z"]
+    output = invoke("deployment", "backfill", "etl/hourly", *window)
+    assert "Backfilled 'etl/hourly': 5 run(s) created, 0 skipped" in output
+    output = invoke("deployment", "backfill", "etl/hourly", *window)
+    assert "0 run(s) created, 5 skipped (already had a run)" in output
+    assert len(runs_of(deployment_id)) == 5
+
+    too_many = invoke("deployment", "backfill", "etl/hourly", *window, "--max-runs", "4", code=1)
+    assert "max_runs: [start, end) holds more than 4 scheduled times" in too_many
+    backwards = ["--start", window[3], "--end", window[1]]
+    error = invoke("deployment", "backfill", "etl/hourly", *backwards, code=1).strip()
+    assert error == "Error: --end: must be after start."
+    error = invoke("deployment", "backfill", "etl/hourly", *window, "--max-runs", "5000", code=1)
+    assert error.strip().startswith("Error: --max-runs: ")

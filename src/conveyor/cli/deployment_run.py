@@ -60,13 +60,15 @@ def _pair(match: re.Match[str]) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
-def instant(text: str) -> datetime.datetime:
+def instant(text: str, option: str = "--start-at") -> datetime.datetime:
     """An ISO 8601 time; without an offset it is local time."""
+    # Python 3.10's fromisoformat does not read a trailing "Z".
+    iso = text.strip()[:-1] + "+00:00" if text.strip().upper().endswith("Z") else text.strip()
     try:
-        value = datetime.datetime.fromisoformat(text)
+        value = datetime.datetime.fromisoformat(iso)
     except ValueError:
         raise ValueError(
-            f"--start-at {text!r}: write an ISO time such as 2025-06-01T09:00."
+            f"{option} {text!r}: write an ISO time such as 2025-06-01T09:00."
         ) from None
     return value if value.tzinfo is not None else value.astimezone()
 

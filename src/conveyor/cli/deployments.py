@@ -183,3 +183,41 @@ def deployment_run(
 
     if not _with_client(run):
         raise typer.Exit(1)
+
+
+@deployment_app.command("backfill")
+def deployment_backfill(
+    name: NameArg,
+    start: Annotated[str, typer.Option("--start", help="From this ISO time (local if no offset).")],
+    end: Annotated[str, typer.Option("--end", help="Up to this ISO time, excluded.")],
+    max_runs: Annotated[
+        int, typer.Option("--max-runs", help="Refuse a window with more scheduled times (≤ 1000).")
+    ] = 100,
+) -> None:
+    """Make a run for each scheduled time in [start, end) that has none yet."""
+    from pydantic import ValidationError
+
+    from conveyor.cli import deployment_run as inputs
+    from conveyor.cli.main import fail
+    from conveyor.schemas.deployments import DeploymentBackfill
+
+    names = _split(name)
+    try:
+        window = (inputs.instant(start, "--start"), inputs.instant(end, "--end"))
+        body = DeploymentBackfill(start=window[0], end=window[1], max_runs=max_runs)
+    except ValueError as exc:
+        if isinstance(exc, ValidationError):
+            error = exc.errors()[0]
+            message = error["msg"].removeprefix("Value error, ")
+            fail(f"--{'-'.join(str(p) for p in error['loc']).replace('_', '-')}: {message}.")
+        fail(str(exc))
+
+    async def backfill(client: ConveyorClient) -> tuple[int, int]:
+        deployment = await _read(client, names)
+        result = await client.backfill_deployment(deployment.id, body)
+        return result.created, result.skipped
+
+    created, skipped = _with_client(backfill)
+    typer.echo(
+        f"Backfilled {name!r}: {created} run(s) created, {skipped} skipped (already had a run)."
+    )

@@ -26,6 +26,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
+from conveyor.schemas.deployments import MAX_BACKFILL_RUNS, DeploymentBackfill
 from conveyor.schemas.schedules import Schedule
 from conveyor.schemas.states import StateType
 from conveyor.server.database import orm
@@ -33,6 +34,7 @@ from conveyor.server.models import flow_runs
 from conveyor.server.models.deployments import (
     DeploymentView,
     RunTemplate,
+    existing_deployment,
     read_deployments,
     run_template,
 )
@@ -214,3 +216,21 @@ def _schedule_one(
         logger.warning("Deployment %s makes no scheduled runs: %s", name, exc.message)
         return 0
     return sum(_insert(session, templates[slot.schedule], slot.when, True) for slot in upcoming)
+
+
+# -- backfill ---------------------------------------------------------------------------
+def backfill(
+    session: Session, deployment_id: uuid.UUID, data: DeploymentBackfill
+) -> tuple[int, int]:
+    """A run for every scheduled time in ``[start, end)`` that has none; ``(created,
+    skipped)``. Not ``auto_scheduled``: edits to the deployment never delete them."""
+    view = existing_deployment(session, deployment_id)
+    found = slots(view.schedules, data.start, data.end, data.max_runs + 1)
+    if len(found) > data.max_runs:
+        raise Invalid(
+            f"max_runs: [start, end) holds more than {data.max_runs} scheduled times; "
+            f"narrow the window or raise max_runs (at most {MAX_BACKFILL_RUNS})."
+        )
+    templates = _templates(session, view, {slot.schedule for slot in found})
+    created = sum(_insert(session, templates[slot.schedule], slot.when, False) for slot in found)
+    return created, len(found) - created
