@@ -16,6 +16,7 @@ if TYPE_CHECKING:
         create_progress_artifact,
         create_table_artifact,
     )
+    from conveyor.deployments.run import run_deployment
     from conveyor.engine.cache_policies import (
         DEFAULT,
         FLOW_PARAMETERS,
@@ -74,6 +75,7 @@ _WHERE = {
     "get_run_context": "conveyor.engine.context",
     "get_run_logger": "conveyor.engine.run_logging",
     "rate_limit": "conveyor.engine.concurrency",
+    "run_deployment": "conveyor.deployments.run",
     "tags": "conveyor.engine.context",
     "task": "conveyor.engine.tasks",
     "unmapped": "conveyor.engine.inputs",
@@ -111,6 +113,7 @@ __all__ = [
     "get_run_context",
     "get_run_logger",
     "rate_limit",
+    "run_deployment",
     "tags",
     "task",
     "unmapped",

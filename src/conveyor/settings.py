@@ -50,6 +50,7 @@ DEFAULT_SERVICE_INTERVALS: Mapping[str, float] = {
     "cancellation_cleanup": 10.0,
     "expired_leases": 30.0,
     "retention": 3600.0,
+    "scheduler": 30.0,
 }
 SERVICE_NAMES = tuple(DEFAULT_SERVICE_INTERVALS)
 _SERVICES = "CONVEYOR_SERVER_SERVICES"

@@ -40,6 +40,7 @@ EXPECTED_ALL = [
     "get_run_context",
     "get_run_logger",
     "rate_limit",
+    "run_deployment",
     "tags",
     "task",
     "unmapped",

@@ -17,6 +17,8 @@ from pydantic import BaseModel
 if TYPE_CHECKING:
     from conveyor.schemas.api import FlowRunRead
     from conveyor.schemas.deployments import (
+        DeploymentBackfill,
+        DeploymentBackfillResult,
         DeploymentCreate,
         DeploymentFilter,
         DeploymentFlowRunCreate,
@@ -197,3 +199,12 @@ class DeploymentsApi:
         path = f"/deployments/{deployment_id}/create_flow_run"
         body = data or DeploymentFlowRunCreate()
         return FlowRunRead.model_validate(await self.request("POST", path, body))
+
+    async def backfill_deployment(
+        self, deployment_id: uuid.UUID, data: DeploymentBackfill
+    ) -> DeploymentBackfillResult:
+        """Runs for the scheduled times in ``[start, end)`` that have none."""
+        from conveyor.schemas.deployments import DeploymentBackfillResult
+
+        path = f"/deployments/{deployment_id}/backfill"
+        return DeploymentBackfillResult.model_validate(await self.request("POST", path, data))

@@ -11,7 +11,7 @@ import enum
 import uuid
 from typing import Any
 
-from pydantic import AwareDatetime, Field, field_validator, model_validator
+from pydantic import AwareDatetime, Field, ValidationInfo, field_validator, model_validator
 
 from conveyor.schemas.api import MAX_INT32, MAX_PAGE, VARIABLE_NAME_PATTERN, Input, Output
 from conveyor.schemas.schedules import Schedule
@@ -275,6 +275,35 @@ class DeploymentFlowRunCreate(Input):
     """Repeating a request with the same key returns the run the first one created."""
     parent_flow_run_id: uuid.UUID | None = None
     parent_task_run_id: uuid.UUID | None = None
+
+
+MAX_BACKFILL_RUNS = 1000
+"""The most runs one backfill may make; ``max_runs`` defaults to 100."""
+
+
+class DeploymentBackfill(Input):
+    """Make a run for every scheduled time of the deployment's active schedules in
+    ``[start, end)`` that has none yet."""
+
+    start: AwareDatetime
+    end: AwareDatetime
+    max_runs: int = Field(default=100, ge=1, le=MAX_BACKFILL_RUNS)
+    """Refuse (422) a window holding more scheduled times than this."""
+
+    @field_validator("end")
+    @classmethod
+    def _after_start(cls, end: datetime.datetime, info: ValidationInfo) -> datetime.datetime:
+        start = info.data.get("start")
+        if start is not None and end <= start:
+            raise ValueError("must be after start")
+        return end
+
+
+class DeploymentBackfillResult(Output):
+    created: int
+    """Runs made."""
+    skipped: int
+    """Scheduled times in the window that already had a run (scheduled or backfilled)."""
 
 
 def parameter_errors(schema: dict[str, Any], parameters: dict[str, Any]) -> list[tuple[str, str]]:

@@ -15,7 +15,7 @@ from conveyor.settings import DEFAULT_SERVICE_INTERVALS, ServicesSettings, Setti
 
 pytestmark = pytest.mark.anyio
 
-ALWAYS_ON = ["late_runs", "cancellation_cleanup", "expired_leases"]
+ALWAYS_ON = ["late_runs", "cancellation_cleanup", "expired_leases", "scheduler"]
 
 
 def settings(tmp_path: Path, database_url: str, **services: Any) -> Settings:

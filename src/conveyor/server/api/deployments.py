@@ -15,6 +15,8 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
 
 from conveyor.schemas.api import FlowRunRead
 from conveyor.schemas.deployments import (
+    DeploymentBackfill,
+    DeploymentBackfillResult,
     DeploymentCreate,
     DeploymentFilter,
     DeploymentFlowRunCreate,
@@ -24,7 +26,7 @@ from conveyor.schemas.deployments import (
 )
 from conveyor.server.api.deps import get_database
 from conveyor.server.database.engine import Database
-from conveyor.server.models import deployments
+from conveyor.server.models import deployments, scheduling
 from conveyor.server.models.deployments import DeploymentView
 
 router = APIRouter(prefix="/deployments", tags=["deployments"])
@@ -119,3 +121,13 @@ async def create_flow_run(
     out = FlowRunRead.model_validate(run)
     out.flow_name = flow_name
     return out
+
+
+@router.post("/{deployment_id}/backfill", response_model=DeploymentBackfillResult)
+async def backfill(
+    deployment_id: uuid.UUID, body: DeploymentBackfill, database: DB
+) -> DeploymentBackfillResult:
+    """A run for each scheduled time in ``[start, end)`` without one (past times are due at
+    once); a window with more than ``max_runs`` times is a 422 and makes nothing."""
+    created, skipped = await database.write(scheduling.backfill, deployment_id, body)
+    return DeploymentBackfillResult(created=created, skipped=skipped)

@@ -262,6 +262,14 @@ def existing_deployment(session: Session, deployment_id: uuid.UUID) -> Deploymen
     return view
 
 
+def read_deployments(session: Session, deployment_ids: list[uuid.UUID]) -> list[DeploymentView]:
+    """The deployments among ``deployment_ids`` that exist, in id order."""
+    if not deployment_ids:
+        return []
+    query = _select().where(orm.Deployment.id.in_(deployment_ids)).order_by(orm.Deployment.id)
+    return _views(session, query)
+
+
 def read_deployment_by_name(session: Session, flow_name: str, name: str) -> DeploymentView | None:
     query = _select().where(orm.Flow.name == flow_name, orm.Deployment.name == name)
     views = _views(session, query)
@@ -358,6 +366,71 @@ def _run_by_key(session: Session, deployment_id: uuid.UUID, key: str) -> orm.Flo
     ).scalar_one_or_none()
 
 
+@dataclasses.dataclass(frozen=True)
+class RunTemplate:
+    """What every run of a deployment made with the same parameters and job variables
+    shares, validated once: the scheduler makes many runs from one."""
+
+    deployment: orm.Deployment
+    flow_name: str
+    parameters: dict[str, Any]
+    job_variables: dict[str, Any]
+    work_queue_id: uuid.UUID | None
+
+    def values(
+        self,
+        when: datetime.datetime,
+        *,
+        key: str | None,
+        name: str | None = None,
+        tags: list[str] | None = None,
+        parent_flow_run_id: uuid.UUID | None = None,
+        parent_task_run_id: uuid.UUID | None = None,
+        auto_scheduled: bool = False,
+    ) -> tuple[dict[str, Any], State]:
+        """The columns of one run due at ``when`` (for ``insert_flow_run``), and its state."""
+        deployment = self.deployment
+        state = State(type=StateType.SCHEDULED, state_details=StateDetails(scheduled_time=when))
+        values = {
+            "id": uuid.uuid4(),
+            "flow_id": deployment.flow_id,
+            "name": name or f"{deployment.name}-{uuid.uuid4().hex[:6]}",
+            "parameters": self.parameters,
+            "tags": list(dict.fromkeys([*deployment.tags, *(tags or [])])),
+            "parent_flow_run_id": parent_flow_run_id,
+            "parent_task_run_id": parent_task_run_id,
+            "deployment_id": deployment.id,
+            "work_queue_id": self.work_queue_id,
+            "job_variables": self.job_variables,
+            "idempotency_key": key,
+            "auto_scheduled": auto_scheduled,
+        }
+        return values, state
+
+
+def run_template(
+    session: Session,
+    view: DeploymentView,
+    parameters: dict[str, Any],
+    job_variables: dict[str, Any],
+    *,
+    where: str = "parameters",
+) -> RunTemplate:
+    """Runs of the deployment with ``parameters`` laid over its defaults and these job
+    variables, in its queue or its pool's default queue; ``Invalid`` naming the field
+    (``where`` for parameters) when they do not fit."""
+    deployment = view.deployment
+    merged = {**deployment.parameters, **parameters}
+    _check_parameters(deployment.parameter_schema, merged, where)
+    pool = read_work_pool(session, view.work_pool_name) if view.work_pool_name else None
+    _check_job_variables(pool, deployment.job_variables, job_variables)
+    queue_id = deployment.work_queue_id
+    if queue_id is None and pool is not None:
+        default = read_work_queue(session, pool.id, DEFAULT_QUEUE)
+        queue_id = default.id if default is not None else None
+    return RunTemplate(deployment, view.flow_name, merged, job_variables, queue_id)
+
+
 def create_deployment_flow_run(
     session: Session, deployment_id: uuid.UUID, data: DeploymentFlowRunCreate
 ) -> tuple[orm.FlowRun, str, bool]:
@@ -371,32 +444,18 @@ def create_deployment_flow_run(
     key = data.idempotency_key
     if key is not None and (existing := _run_by_key(session, deployment.id, key)) is not None:
         return existing, view.flow_name, False
-    parameters = {**deployment.parameters, **data.parameters}
-    _check_parameters(deployment.parameter_schema, parameters, "parameters")
-    pool = read_work_pool(session, view.work_pool_name) if view.work_pool_name else None
-    _check_job_variables(pool, deployment.job_variables, data.job_variables)
-    queue_id = deployment.work_queue_id
-    if queue_id is None and pool is not None:
-        default = read_work_queue(session, pool.id, DEFAULT_QUEUE)
-        queue_id = default.id if default is not None else None
+    template = run_template(session, view, data.parameters, data.job_variables)
     parent = data.parent_flow_run_id
     if parent is not None and session.get(orm.FlowRun, parent) is None:
         raise Invalid(f"parent_flow_run_id: no flow run with id {parent}.")
-    when = data.scheduled_time or _now()
-    state = State(type=StateType.SCHEDULED, state_details=StateDetails(scheduled_time=when))
-    values = {
-        "id": uuid.uuid4(),
-        "flow_id": deployment.flow_id,
-        "name": data.name or f"{deployment.name}-{uuid.uuid4().hex[:6]}",
-        "parameters": parameters,
-        "tags": list(dict.fromkeys([*deployment.tags, *data.tags])),
-        "parent_flow_run_id": parent,
-        "parent_task_run_id": data.parent_task_run_id,
-        "deployment_id": deployment.id,
-        "work_queue_id": queue_id,
-        "job_variables": data.job_variables,
-        "idempotency_key": key,
-    }
+    values, state = template.values(
+        data.scheduled_time or _now(),
+        key=key,
+        name=data.name,
+        tags=data.tags,
+        parent_flow_run_id=parent,
+        parent_task_run_id=data.parent_task_run_id,
+    )
     run = flow_runs.insert_flow_run(session, values, state)
     if run is None:  # a request with the same key won the race
         assert key is not None

@@ -10,6 +10,7 @@ from conveyor.server.services.cancellation import CancellationCleanup
 from conveyor.server.services.late_runs import LateRuns
 from conveyor.server.services.leases import ExpiredLeases
 from conveyor.server.services.retention import Retention
+from conveyor.server.services.scheduler import Scheduler
 from conveyor.settings import ServicesSettings
 
 
@@ -25,6 +26,7 @@ def build_services(
         LateRuns(database, after_seconds=settings.late_runs_after_seconds),
         CancellationCleanup(database, timeout_seconds=settings.cancelling_timeout_seconds),
         ExpiredLeases(database, on_freed=on_slots_freed),
+        Scheduler(database),
     ]
     if settings.retention_days is not None:
         candidates.append(Retention(database, retention_days=settings.retention_days))
