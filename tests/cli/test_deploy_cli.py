@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,16 @@ deployments:
     entrypoint: flows/etl.py:etl
     work_pool: {name: local}
 """
+
+
+@pytest.fixture(autouse=True)
+def forget_loaded_flows() -> Iterator[None]:
+    """Loaded flow files stay in sys.modules; other tests count them there."""
+    before = set(sys.modules)
+    yield
+    for name in set(sys.modules) - before:
+        if name.startswith("conveyor_flow_"):
+            del sys.modules[name]
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import datetime
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,16 @@ from conveyor import flow
 def etl(n: int = 1) -> int:
     return n
 """
+
+
+@pytest.fixture(autouse=True)
+def forget_loaded_flows() -> Iterator[None]:
+    """Loaded flow files stay in sys.modules; other tests count them there."""
+    before = set(sys.modules)
+    yield
+    for name in set(sys.modules) - before:
+        if name.startswith("conveyor_flow_"):
+            del sys.modules[name]
 
 
 @pytest.fixture(autouse=True)
