@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         create_table_artifact,
     )
     from conveyor.deployments.run import run_deployment
+    from conveyor.deployments.serve import serve
     from conveyor.engine.cache_policies import (
         DEFAULT,
         FLOW_PARAMETERS,
@@ -76,6 +77,7 @@ _WHERE = {
     "get_run_logger": "conveyor.engine.run_logging",
     "rate_limit": "conveyor.engine.concurrency",
     "run_deployment": "conveyor.deployments.run",
+    "serve": "conveyor.deployments.serve",
     "tags": "conveyor.engine.context",
     "task": "conveyor.engine.tasks",
     "unmapped": "conveyor.engine.inputs",
@@ -114,6 +116,7 @@ __all__ = [
     "get_run_logger",
     "rate_limit",
     "run_deployment",
+    "serve",
     "tags",
     "task",
     "unmapped",

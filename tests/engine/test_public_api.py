@@ -41,6 +41,7 @@ EXPECTED_ALL = [
     "get_run_logger",
     "rate_limit",
     "run_deployment",
+    "serve",
     "tags",
     "task",
     "unmapped",

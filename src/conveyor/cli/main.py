@@ -38,6 +38,7 @@ def _register_subcommands() -> None:
     from conveyor.cli.artifacts import artifact_app
     from conveyor.cli.concurrency_limits import concurrency_limit_app
     from conveyor.cli.database import database_app
+    from conveyor.cli.deploy import deploy
     from conveyor.cli.deployments import deployment_app
     from conveyor.cli.runs import flow_run_app, task_run_app
     from conveyor.cli.server import server_app
@@ -56,6 +57,7 @@ def _register_subcommands() -> None:
     app.add_typer(work_queue_app, name="work-queue")
     app.add_typer(deployment_app, name="deployment")
     app.add_typer(worker_app, name="worker")
+    app.command("deploy")(deploy)
 
 
 _register_subcommands()

@@ -11,3 +11,7 @@ class CodeSourceError(ConveyorError):
 
 class EntrypointError(ConveyorError, ValueError):
     """An entrypoint is malformed, or does not lead to a flow in the deployment's code."""
+
+
+class DeployError(ConveyorError, ValueError):
+    """A deployment cannot be made as declared; the message names it and the field."""

@@ -12,6 +12,9 @@ from conveyor.engine.parameters import ParameterValidator, Signature
 from conveyor.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
+    import uuid
+
+    from conveyor.deployments.from_flow import FlowDeployment, ScheduleLike
     from conveyor.engine.serializers import Serializer
     from conveyor.schemas.states import State
     from conveyor.task_runners.base import TaskRunner
@@ -171,6 +174,115 @@ class Flow(Generic[P, R]):
             errors = self.signature.bind_errors(args, kwargs, exc)
             raise ParameterValidationError(f"flow {self.name!r}", errors) from None
         return run_flow(self, parameters, return_state=return_state)
+
+    def deploy(
+        self,
+        name: str,
+        *,
+        work_pool_name: str,
+        work_queue_name: str | None = None,
+        source: Any = None,
+        entrypoint: str | None = None,
+        parameters: dict[str, Any] | None = None,
+        schedules: list[ScheduleLike] | None = None,
+        cron: str | None = None,
+        interval: float | datetime.timedelta | None = None,
+        rrule: str | None = None,
+        job_variables: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+        version: str | None = None,
+        description: str | None = None,
+        paused: bool = False,
+        concurrency_limit: int | None = None,
+        collision_strategy: str = "ENQUEUE",
+    ) -> uuid.UUID:
+        """Create or replace the deployment ``flow-name/name`` in a work pool; returns its id.
+
+        ``source`` (a string as in conveyor.yaml, or a code source) defaults to the
+        directory of the flow's file, and ``entrypoint`` to that file and the function's
+        name relative to the source's directory.
+        """
+        from conveyor.deployments import from_flow
+        from conveyor.deployments.config import WorkPoolSpec
+
+        pool = WorkPoolSpec(
+            name=work_pool_name, queue=work_queue_name, job_variables=job_variables or {}
+        )
+        spec, base = from_flow.spec_for(
+            self,
+            name,
+            source=source,
+            entrypoint=entrypoint,
+            work_pool=pool,
+            parameters=parameters,
+            schedules=from_flow.schedule_mappings(schedules, cron, interval, rrule),
+            tags=tags,
+            version=version,
+            description=description,
+            paused=paused,
+            concurrency_limit=concurrency_limit,
+            collision_strategy=collision_strategy,
+        )
+        deployment_id: uuid.UUID = from_flow.deploy_flow(self, spec, base)
+        return deployment_id
+
+    def to_deployment(
+        self,
+        name: str,
+        *,
+        parameters: dict[str, Any] | None = None,
+        schedules: list[ScheduleLike] | None = None,
+        cron: str | None = None,
+        interval: float | datetime.timedelta | None = None,
+        rrule: str | None = None,
+        tags: list[str] | None = None,
+        version: str | None = None,
+        description: str | None = None,
+        paused: bool = False,
+        entrypoint: str | None = None,
+    ) -> FlowDeployment:
+        """A deployment of this flow without a work pool, for ``conveyor.serve``."""
+        from conveyor.deployments import from_flow
+
+        spec, _ = from_flow.spec_for(
+            self,
+            name,
+            source=None,
+            entrypoint=entrypoint,
+            work_pool=None,
+            parameters=parameters,
+            schedules=from_flow.schedule_mappings(schedules, cron, interval, rrule),
+            tags=tags,
+            version=version,
+            description=description,
+            paused=paused,
+        )
+        return from_flow.FlowDeployment(self, spec)
+
+    def serve(
+        self,
+        name: str,
+        *,
+        parameters: dict[str, Any] | None = None,
+        schedules: list[ScheduleLike] | None = None,
+        cron: str | None = None,
+        interval: float | datetime.timedelta | None = None,
+        rrule: str | None = None,
+        limit: int | None = None,
+    ) -> None:
+        """Deploy this flow without a work pool and run its due runs in subprocesses of
+        this process until SIGINT or SIGTERM."""
+        from conveyor.deployments.serve import serve
+
+        deployment = self.to_deployment(
+            name,
+            parameters=parameters,
+            schedules=schedules,
+            cron=cron,
+            interval=interval,
+            rrule=rrule,
+        )
+        serve(deployment, limit=limit)
 
     def __repr__(self) -> str:
         return f"Flow({self.name!r})"
