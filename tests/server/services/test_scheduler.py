@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import sys
 import uuid
 from typing import Any
 
@@ -23,10 +24,25 @@ pytestmark = pytest.mark.anyio
 
 UTC = datetime.timezone.utc
 MINUTE = datetime.timedelta(minutes=1)
-# The next 10-minute mark: a clock a little ahead of the real one, so that every run the
-# scheduler makes is still "future" for the real-time deletes that deployment edits do.
-_REAL = datetime.datetime.now(UTC).replace(second=0, microsecond=0)
-NOW = _REAL + (10 - _REAL.minute % 10) * MINUTE
+
+
+def _ahead_of_the_real_clock() -> datetime.datetime:
+    """A 10-minute mark at least 5 minutes ahead of the real clock, so that every run the
+    scheduler makes is still "future" for the real-time deletes that deployment edits do."""
+    real = datetime.datetime.now(UTC)
+    mark = real.replace(second=0, microsecond=0) + (10 - real.minute % 10) * MINUTE
+    return mark if mark - real >= 5 * MINUTE else mark + 10 * MINUTE
+
+
+NOW = _ahead_of_the_real_clock()
+
+
+@pytest.fixture(autouse=True)
+def _now_for_this_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Taken when each test starts, not when the module is collected: a long suite would
+    # otherwise reach NOW in real time before these tests run.
+    monkeypatch.setattr(sys.modules[__name__], "NOW", _ahead_of_the_real_clock())
+
 
 EVERY_5_MIN = {"kind": "interval", "interval": 300}
 EVERY_10_MIN = {"kind": "cron", "cron": "*/10 * * * *"}
