@@ -51,6 +51,8 @@ DEFAULT_SERVICE_INTERVALS: Mapping[str, float] = {
     "expired_leases": 30.0,
     "retention": 3600.0,
     "scheduler": 30.0,
+    "reaper": 15.0,
+    "rescheduler": 10.0,
 }
 SERVICE_NAMES = tuple(DEFAULT_SERVICE_INTERVALS)
 _SERVICES = "CONVEYOR_SERVER_SERVICES"
@@ -63,6 +65,9 @@ def _service_numbers() -> dict[str, str]:
         "CONVEYOR_SERVER_LATE_RUNS_AFTER_SECONDS",
         "CONVEYOR_SERVER_CANCELLING_TIMEOUT_SECONDS",
         "CONVEYOR_SERVER_RETENTION_DAYS",
+        "CONVEYOR_SERVER_REAPER_AFTER_SECONDS",
+        "CONVEYOR_SERVER_RESCHEDULER_MAX_ATTEMPTS",
+        "CONVEYOR_SERVER_RESCHEDULER_DELAY_SECONDS",
     ]
     return {name: value for name in names if (value := os.environ.get(name, "").strip())}
 
@@ -96,6 +101,12 @@ class ServicesSettings:
     """A run still Cancelling this long is made Cancelled."""
     retention_days: float | None = None
     """Finished runs older than this are deleted; None keeps everything."""
+    reaper_after_seconds: float = 90.0
+    """A Pending or Running run that should heartbeat and has not for this long is Crashed."""
+    rescheduler_max_attempts: int = 3
+    """How many times a crashed deployment run is scheduled again."""
+    rescheduler_delay_seconds: float = 10.0
+    """How long after the rescheduler sees a crashed run it is due again."""
 
     def runs(self, name: str) -> bool:
         return self.enabled and name not in self.disabled
@@ -109,6 +120,9 @@ class ServicesSettings:
         values["CONVEYOR_SERVER_LATE_RUNS_AFTER_SECONDS"] = self.late_runs_after_seconds
         values["CONVEYOR_SERVER_CANCELLING_TIMEOUT_SECONDS"] = self.cancelling_timeout_seconds
         values["CONVEYOR_SERVER_RETENTION_DAYS"] = self.retention_days
+        values["CONVEYOR_SERVER_REAPER_AFTER_SECONDS"] = self.reaper_after_seconds
+        values["CONVEYOR_SERVER_RESCHEDULER_MAX_ATTEMPTS"] = self.rescheduler_max_attempts
+        values["CONVEYOR_SERVER_RESCHEDULER_DELAY_SECONDS"] = self.rescheduler_delay_seconds
         return values
 
     @classmethod
@@ -132,6 +146,13 @@ class ServicesSettings:
                 "CONVEYOR_SERVER_CANCELLING_TIMEOUT_SECONDS", 120.0
             ),
             retention_days=numbers.get("CONVEYOR_SERVER_RETENTION_DAYS"),
+            reaper_after_seconds=numbers.get("CONVEYOR_SERVER_REAPER_AFTER_SECONDS", 90.0),
+            rescheduler_max_attempts=int(
+                numbers.get("CONVEYOR_SERVER_RESCHEDULER_MAX_ATTEMPTS", 3)
+            ),
+            rescheduler_delay_seconds=numbers.get(
+                "CONVEYOR_SERVER_RESCHEDULER_DELAY_SECONDS", 10.0
+            ),
         )
 
 

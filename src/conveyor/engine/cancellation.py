@@ -9,12 +9,17 @@ Cancelled and calling it raises ``CancelledRun``. Tasks already running finish i
 background (a thread cannot be stopped safely); a run that calls no more tasks ends
 Cancelled when it next reports its state, because the server answers every proposal of a
 cancelling run with Cancelled.
+
+The same thread heartbeats each watched run every ``HEARTBEAT_SECONDS`` (the first one
+that long after the run started, so a short run costs no request), which lets the server's
+reaper make the run Crashed if this process dies without saying so.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from typing import TYPE_CHECKING
 
@@ -24,6 +29,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("conveyor.flow_runs")
 
 POLL_SECONDS = 2.0
+HEARTBEAT_SECONDS = 10.0
 
 
 class FlowRunCancelled(BaseException):
@@ -35,6 +41,7 @@ class CancellationWatcher:
 
     def __init__(self) -> None:
         self._runs: dict[uuid.UUID, tuple[ApiTransport, threading.Event]] = {}
+        self._next_heartbeat: dict[uuid.UUID, float] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -43,6 +50,7 @@ class CancellationWatcher:
         requested = threading.Event()
         with self._lock:
             self._runs[flow_run_id] = (transport, requested)
+            self._next_heartbeat[flow_run_id] = time.monotonic() + HEARTBEAT_SECONDS
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._poll, name="conveyor-cancellation", daemon=True
@@ -53,6 +61,7 @@ class CancellationWatcher:
     def unwatch(self, flow_run_id: uuid.UUID) -> None:
         with self._lock:
             self._runs.pop(flow_run_id, None)
+            self._next_heartbeat.pop(flow_run_id, None)
 
     def _poll(self) -> None:
         stop = threading.Event()  # never set: the thread lives as long as the process
@@ -60,12 +69,27 @@ class CancellationWatcher:
             with self._lock:
                 runs = list(self._runs.items())
             for flow_run_id, (transport, requested) in runs:
+                self._heartbeat_if_due(transport, flow_run_id)
                 if not requested.is_set() and _is_cancelling(transport, flow_run_id):
                     logger.warning(
                         "Flow run %s is being cancelled; it stops at its next task call.",
                         flow_run_id,
                     )
                     requested.set()
+
+    def _heartbeat_if_due(self, transport: ApiTransport, flow_run_id: uuid.UUID) -> None:
+        now = time.monotonic()
+        with self._lock:
+            due = self._next_heartbeat.get(flow_run_id)
+            if due is None or now < due:
+                return
+            self._next_heartbeat[flow_run_id] = now + HEARTBEAT_SECONDS
+        try:
+            transport.call(lambda client: client.flow_run_heartbeat(flow_run_id))
+        except Exception:
+            # A missed beat is harmless, the next may land; a 404 too: a run started
+            # in-process reaches the server only with the recorder's next batch.
+            logger.debug("Flow run %s: heartbeat not delivered.", flow_run_id, exc_info=True)
 
 
 def _is_cancelling(transport: ApiTransport, flow_run_id: uuid.UUID) -> bool:

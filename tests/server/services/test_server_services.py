@@ -15,7 +15,14 @@ from conveyor.settings import DEFAULT_SERVICE_INTERVALS, ServicesSettings, Setti
 
 pytestmark = pytest.mark.anyio
 
-ALWAYS_ON = ["late_runs", "cancellation_cleanup", "expired_leases", "scheduler"]
+ALWAYS_ON = [
+    "late_runs",
+    "cancellation_cleanup",
+    "expired_leases",
+    "scheduler",
+    "reaper",
+    "rescheduler",
+]
 
 
 def settings(tmp_path: Path, database_url: str, **services: Any) -> Settings:
@@ -80,12 +87,18 @@ def test_services_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("CONVEYOR_SERVER_SERVICES_EXPIRED_LEASES_INTERVAL_SECONDS", "2.5")
     monkeypatch.setenv("CONVEYOR_SERVER_LATE_RUNS_AFTER_SECONDS", "30")
     monkeypatch.setenv("CONVEYOR_SERVER_RETENTION_DAYS", "7")
+    monkeypatch.setenv("CONVEYOR_SERVER_REAPER_AFTER_SECONDS", "5")
+    monkeypatch.setenv("CONVEYOR_SERVER_RESCHEDULER_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("CONVEYOR_SERVER_RESCHEDULER_DELAY_SECONDS", "1")
     services = Settings.from_env().services
     assert services == ServicesSettings(
         disabled=frozenset({"late_runs"}),
         intervals={**DEFAULT_SERVICE_INTERVALS, "expired_leases": 2.5},
         late_runs_after_seconds=30.0,
         retention_days=7.0,
+        reaper_after_seconds=5.0,
+        rescheduler_max_attempts=2,
+        rescheduler_delay_seconds=1.0,
     )
     monkeypatch.setenv("CONVEYOR_SERVER_SERVICES_ENABLED", "no")
     assert not Settings.from_env().services.runs("retention")

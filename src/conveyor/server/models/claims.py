@@ -2,19 +2,23 @@
 
 A run is claimable when it is SCHEDULED in an open (not paused) queue, its deployment (if
 any) is not paused, and it is not an in-process retry of a run a worker already launched
-(``AwaitingRetry`` with a ``worker_id``: that run's own process starts it again).
+(``AwaitingRetry`` with a ``worker_id``: that run's own process starts it again). A run of
+a deployment whose concurrency limit is full waits (``ENQUEUE``) or is cancelled
+(``CANCEL_NEW``); ``deployment_slots`` counts what each limited deployment holds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from conveyor.schemas.deployments import CollisionStrategy
 from conveyor.schemas.states import StateType
 from conveyor.server.database import orm
 from conveyor.server.models.errors import NotFound
@@ -52,6 +56,48 @@ def active_runs_by_queue(session: Session, pool: orm.WorkPool) -> dict[uuid.UUID
     return {queue_id: int(count) for queue_id, count in rows if queue_id is not None}
 
 
+@dataclasses.dataclass
+class DeploymentSlots:
+    limit: int
+    strategy: CollisionStrategy
+    active: int
+
+    @property
+    def full(self) -> bool:
+        return self.active >= self.limit
+
+
+def deployment_slots(session: Session, pool: orm.WorkPool) -> dict[uuid.UUID, DeploymentSlots]:
+    """The pool's deployments that have a concurrency limit, and how many of their runs
+    are Pending, Running or Cancelling. On PostgreSQL their rows are locked (in id order,
+    so claimers never deadlock) until the claim commits: two claimers cannot both count
+    the last free slot as theirs."""
+    deployment = orm.Deployment
+    query = (
+        select(deployment.id, deployment.concurrency_limit, deployment.collision_strategy)
+        .where(deployment.work_pool_id == pool.id, deployment.concurrency_limit.is_not(None))
+        .order_by(deployment.id)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    slots = {
+        id_: DeploymentSlots(limit or 0, CollisionStrategy(strategy), 0)
+        for id_, limit, strategy in session.execute(query).all()
+    }
+    if not slots:
+        return slots
+    run = orm.FlowRun
+    rows = session.execute(
+        select(run.deployment_id, func.count())
+        .where(run.deployment_id.in_(list(slots)), run.state_type.in_(ACTIVE_STATES))
+        .group_by(run.deployment_id)
+    ).all()
+    for deployment_id, count in rows:
+        if deployment_id is not None:
+            slots[deployment_id].active = int(count)
+    return slots
+
+
 def _claimable(query: Any, queue_ids: Sequence[uuid.UUID]) -> Any:
     run = orm.FlowRun
     return (
@@ -64,9 +110,15 @@ def _claimable(query: Any, queue_ids: Sequence[uuid.UUID]) -> Any:
 
 
 def due_runs(
-    session: Session, queue_id: uuid.UUID, horizon: datetime.datetime, limit: int
+    session: Session,
+    queue_id: uuid.UUID,
+    horizon: datetime.datetime,
+    limit: int,
+    *,
+    waiting: Collection[uuid.UUID] = (),
 ) -> Sequence[orm.FlowRun]:
-    """Up to ``limit`` claimable runs of the queue due by ``horizon``, earliest first.
+    """Up to ``limit`` claimable runs of the queue due by ``horizon``, earliest first, but
+    none of the ``waiting`` deployments (full, their runs enqueued).
 
     On PostgreSQL the rows are locked, skipping rows another claimer holds: concurrent
     claimers take disjoint runs and never wait on each other. On SQLite the write
@@ -79,6 +131,10 @@ def due_runs(
         .order_by(run.expected_start_time, run.id)
         .limit(limit)
     )
+    if waiting:
+        query = query.where(
+            or_(run.deployment_id.is_(None), run.deployment_id.not_in(list(waiting)))
+        )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=run)
     return session.execute(query).scalars().all()

@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from conveyor.schemas.states import StateType
 from conveyor.server.database import orm
 
 LATE_STATE_NAME = "Late"
+RESCHEDULED_STATE_NAME = "Rescheduled"
 
 # Runs that have not finished and are not already being cancelled.
 CANCELLABLE = (StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED)
 CANCELLED_OR_CANCELLING = (StateType.CANCELLED, StateType.CANCELLING)
+# Runs something is executing, which the executor says is alive by heartbeats.
+EXECUTING = (StateType.PENDING.value, StateType.RUNNING.value)
 
 
 def late_run_ids(session: Session, before: datetime.datetime, limit: int) -> list[uuid.UUID]:
@@ -97,3 +101,61 @@ def parent_is_cancelled(session: Session, run: orm.FlowRun) -> bool:
         select(orm.FlowRun.state_type).where(orm.FlowRun.id == run.parent_flow_run_id)
     ).scalar_one_or_none()
     return parent_state in {s.value for s in CANCELLED_OR_CANCELLING}
+
+
+def _silent_since(before: datetime.datetime) -> Any:
+    """Runs expected to heartbeat (claimed by a worker, or whose process has sent one) that
+    have neither heartbeated nor changed state since ``before``: a state change is a sign
+    of life too, e.g. a run starting again after a long retry delay."""
+    run = orm.FlowRun
+    return and_(
+        run.state_type.in_(EXECUTING),
+        or_(run.worker_id.is_not(None), run.last_heartbeat.is_not(None)),
+        or_(run.last_heartbeat.is_(None), run.last_heartbeat < before),
+        run.state_timestamp < before,
+    )
+
+
+def silent_run_ids(session: Session, before: datetime.datetime, limit: int) -> list[uuid.UUID]:
+    """Pending or Running runs whose heartbeats stopped before ``before``."""
+    query = select(orm.FlowRun.id).where(_silent_since(before)).limit(limit)
+    return list(session.execute(query).scalars())
+
+
+def is_silent_since(session: Session, run_id: uuid.UUID, before: datetime.datetime) -> bool:
+    """``silent_run_ids``'s condition, for one run read under its lock."""
+    query = select(orm.FlowRun.id).where(orm.FlowRun.id == run_id, _silent_since(before))
+    return session.execute(query).first() is not None
+
+
+def _rescheduled_count() -> Any:
+    state = orm.FlowRunState
+    return (
+        select(func.count())
+        .where(state.flow_run_id == orm.FlowRun.id, state.name == RESCHEDULED_STATE_NAME)
+        .scalar_subquery()
+    )
+
+
+def reschedulable_ids(session: Session, max_attempts: int, limit: int) -> list[uuid.UUID]:
+    """Crashed runs of deployments rescheduled fewer than ``max_attempts`` times."""
+    run = orm.FlowRun
+    query = (
+        select(run.id)
+        .where(
+            run.state_type == StateType.CRASHED.value,
+            run.deployment_id.is_not(None),
+            _rescheduled_count() < max_attempts,
+        )
+        .order_by(run.state_timestamp)
+        .limit(limit)
+    )
+    return list(session.execute(query).scalars())
+
+
+def rescheduled_count(session: Session, run_id: uuid.UUID) -> int:
+    state = orm.FlowRunState
+    query = select(func.count()).where(
+        state.flow_run_id == run_id, state.name == RESCHEDULED_STATE_NAME
+    )
+    return int(session.execute(query).scalar_one())

@@ -2,7 +2,9 @@
 
 One claim is one transaction. Queues are served by priority (1 first), each queue's runs
 by scheduled time, within the pool's and each queue's concurrency limits (runs Pending,
-Running or Cancelling hold a slot). Every run goes through ``set_flow_run_state``, so the
+Running or Cancelling hold a slot), and each deployment's: a due run of a deployment whose
+limit is full stays Scheduled until a slot frees (``ENQUEUE``) or is Cancelled saying why
+(``CANCEL_NEW``). Every run goes through ``set_flow_run_state``, so the
 rules decide and the history shows the claim; of two claimers, one gets a run (SQLite
 serialises write transactions; PostgreSQL skips rows another claimer has locked).
 """
@@ -17,7 +19,8 @@ from collections.abc import Sequence
 from sqlalchemy.orm import Session
 
 from conveyor.schemas.api import OrchestrationStatus
-from conveyor.schemas.states import Pending
+from conveyor.schemas.deployments import CollisionStrategy
+from conveyor.schemas.states import Cancelled, Pending
 from conveyor.server.database import orm
 from conveyor.server.models import claims, work_pools
 from conveyor.server.orchestration.policy import set_flow_run_state
@@ -54,6 +57,7 @@ def claim_runs(
     room = limit
     if pool.concurrency_limit is not None:
         room = min(room, pool.concurrency_limit - sum(active.values()))
+    slots = claims.deployment_slots(session, pool) if room > 0 else {}
     taken: list[tuple[orm.FlowRun, orm.WorkQueue]] = []
     for queue in queues:
         queue_room = room - len(taken)
@@ -61,13 +65,38 @@ def claim_runs(
             queue_room = min(queue_room, queue.concurrency_limit - active.get(queue.id, 0))
         if queue_room <= 0:
             continue
-        for run in claims.due_runs(session, queue.id, horizon, queue_room):
-            if _to_pending(session, run, worker, now):
+        waiting = [id_ for id_, s in slots.items() if s.full and s.strategy is ENQUEUE]
+        for run in claims.due_runs(session, queue.id, horizon, queue_room, waiting=waiting):
+            slot = slots.get(run.deployment_id) if run.deployment_id is not None else None
+            if slot is not None and slot.full:
+                _collide(session, run, slot, now)
+            elif _to_pending(session, run, worker, now):
                 taken.append((run, queue))
+                if slot is not None:
+                    slot.active += 1
     next_due = None
     if not taken:
         next_due = claims.next_scheduled_time(session, [q.id for q in queues], horizon)
     return Claim(worker.id, taken, next_due)
+
+
+ENQUEUE = CollisionStrategy.ENQUEUE
+
+
+def _collide(
+    session: Session, run: orm.FlowRun, slot: claims.DeploymentSlots, now: datetime.datetime
+) -> None:
+    """A due run of a full deployment: left Scheduled (ENQUEUE) or Cancelled (CANCEL_NEW).
+    A prefetched run is not due yet, and a slot may free by its time: it waits either way."""
+    due = run.expected_start_time is None or run.expected_start_time <= now
+    if slot.strategy is ENQUEUE or not due:
+        return
+    cancelled = Cancelled(
+        message=f"Not started: its deployment's concurrency limit ({slot.limit}) was full "
+        "and its collision strategy is CANCEL_NEW."
+    )
+    cancelled.state_details.transition_id = uuid.uuid4()
+    set_flow_run_state(session, run.id, cancelled, now=now)
 
 
 def _to_pending(

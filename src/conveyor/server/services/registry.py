@@ -9,6 +9,8 @@ from conveyor.server.services.base import LoopService
 from conveyor.server.services.cancellation import CancellationCleanup
 from conveyor.server.services.late_runs import LateRuns
 from conveyor.server.services.leases import ExpiredLeases
+from conveyor.server.services.reaper import Reaper
+from conveyor.server.services.rescheduler import Rescheduler
 from conveyor.server.services.retention import Retention
 from conveyor.server.services.scheduler import Scheduler
 from conveyor.settings import ServicesSettings
@@ -27,6 +29,12 @@ def build_services(
         CancellationCleanup(database, timeout_seconds=settings.cancelling_timeout_seconds),
         ExpiredLeases(database, on_freed=on_slots_freed),
         Scheduler(database),
+        Reaper(database, after_seconds=settings.reaper_after_seconds),
+        Rescheduler(
+            database,
+            max_attempts=settings.rescheduler_max_attempts,
+            delay_seconds=settings.rescheduler_delay_seconds,
+        ),
     ]
     if settings.retention_days is not None:
         candidates.append(Retention(database, retention_days=settings.retention_days))

@@ -1,0 +1,62 @@
+"""Reaper: a run whose executor stopped heartbeating is Crashed, never left Running.
+
+A worker heartbeats each run it launched (every 10 s) and a flow process running against
+a server heartbeats its top-level run (every ``HEARTBEAT_SECONDS`` of the engine). When
+the worker's machine dies, or the worker and its run's process are killed, the heartbeats
+stop; ``after_seconds`` later (several missed beats) the run is proposed Crashed through
+the rules, saying since when nothing was heard. Only runs expected to heartbeat are
+reaped: claimed by a worker, or whose process has sent at least one; a short local run
+that never heartbeated has no reaper to fear. The rescheduler then runs crashed
+deployment runs again.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from conveyor.schemas.api import OrchestrationStatus
+from conveyor.schemas.states import Crashed
+from conveyor.server.database.engine import Database
+from conveyor.server.models import flow_runs, run_sweeps
+from conveyor.server.orchestration.policy import set_flow_run_state
+from conveyor.server.services.base import LoopService
+from conveyor.settings import DEFAULT_SERVICE_INTERVALS
+
+DEFAULT_AFTER_SECONDS = 90.0
+
+
+class Reaper(LoopService):
+    name = "reaper"
+    interval = DEFAULT_SERVICE_INTERVALS[name]
+
+    def __init__(
+        self, database: Database, *, after_seconds: float = DEFAULT_AFTER_SECONDS, **options: Any
+    ) -> None:
+        super().__init__(database, **options)
+        self.after = datetime.timedelta(seconds=after_seconds)
+
+    async def run_once(self, now: datetime.datetime) -> int:
+        return await self.database.write(_reap, now - self.after, now, self.batch_size)
+
+
+def _reap(session: Session, before: datetime.datetime, now: datetime.datetime, limit: int) -> int:
+    reaped = 0
+    for run_id in run_sweeps.silent_run_ids(session, before, limit):
+        run = flow_runs.read_flow_run(session, run_id, for_update=True)
+        if run is None or not run_sweeps.is_silent_since(session, run_id, before):
+            continue  # it heartbeated, finished or moved since it was found
+        heard = max(t for t in (run.last_heartbeat, run.state_timestamp) if t is not None)
+        silent = (now - heard).total_seconds()
+        who = "its worker" if run.worker_id is not None else "its process"
+        state = Crashed(
+            message=f"No heartbeat from {who} since {heard.isoformat()} ({silent:.0f} s): "
+            "whatever ran it stopped without reporting a final state."
+        )
+        state.state_details.transition_id = uuid.uuid4()
+        result = set_flow_run_state(session, run_id, state, now=now)
+        reaped += result.status is OrchestrationStatus.ACCEPT
+    return reaped
