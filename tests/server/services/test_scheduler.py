@@ -23,10 +23,11 @@ pytestmark = pytest.mark.anyio
 
 UTC = datetime.timezone.utc
 MINUTE = datetime.timedelta(minutes=1)
-# The next 10-minute mark: a clock a little ahead of the real one, so that every run the
-# scheduler makes is still "future" for the real-time deletes that deployment edits do.
+# A 10-minute mark at least 30 minutes ahead of the real clock, so that every run the
+# scheduler makes is still "future" for the real-time deletes that deployment edits do,
+# even when these tests run long after the module was imported (a broad suite).
 _REAL = datetime.datetime.now(UTC).replace(second=0, microsecond=0)
-NOW = _REAL + (10 - _REAL.minute % 10) * MINUTE
+NOW = _REAL + (40 - _REAL.minute % 10) * MINUTE
 
 EVERY_5_MIN = {"kind": "interval", "interval": 300}
 EVERY_10_MIN = {"kind": "cron", "cron": "*/10 * * * *"}
