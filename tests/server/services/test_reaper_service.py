@@ -91,6 +91,19 @@ async def test_reaps_silent_claimed_runs_and_spares_live_and_local_ones(
     assert await reaper.run_once(now() + LATER) == 0  # idempotent
 
 
+async def test_reaps_a_run_whose_process_died_waiting_to_retry(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    body = {"flow_name": "etl", "name": "r", "state": {"type": "RUNNING"}, "retries": 1}
+    run = str((await post(client, "/flow_runs/", body))["id"])
+    await post(client, f"/flow_runs/{run}/heartbeat", {})
+    failed = await post(client, f"/flow_runs/{run}/set_state", {"state": {"type": "FAILED"}})
+    assert failed["state"]["name"] == "AwaitingRetry"
+
+    assert await Reaper(database, after_seconds=90).run_once(now() + LATER) == 1
+    assert await state(client, run) == "CRASHED/Crashed"
+
+
 async def test_reschedules_a_crashed_deployment_run_up_to_the_limit(
     client: httpx.AsyncClient, database: Database
 ) -> None:

@@ -20,6 +20,7 @@ from conveyor.server.database import orm
 
 LATE_STATE_NAME = "Late"
 RESCHEDULED_STATE_NAME = "Rescheduled"
+AWAITING_RETRY_STATE_NAME = "AwaitingRetry"
 
 # Runs that have not finished and are not already being cancelled.
 CANCELLABLE = (StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED)
@@ -109,7 +110,15 @@ def _silent_since(before: datetime.datetime) -> Any:
     of life too, e.g. a run starting again after a long retry delay."""
     run = orm.FlowRun
     return and_(
-        run.state_type.in_(EXECUTING),
+        or_(
+            run.state_type.in_(EXECUTING),
+            # Waiting in its process to retry: the process heartbeats meanwhile, and no
+            # claim would take the run from it, so a dead process would strand it.
+            and_(
+                run.state_type == StateType.SCHEDULED.value,
+                run.state_name == AWAITING_RETRY_STATE_NAME,
+            ),
+        ),
         or_(run.worker_id.is_not(None), run.last_heartbeat.is_not(None)),
         or_(run.last_heartbeat.is_(None), run.last_heartbeat < before),
         run.state_timestamp < before,
@@ -117,7 +126,7 @@ def _silent_since(before: datetime.datetime) -> Any:
 
 
 def silent_run_ids(session: Session, before: datetime.datetime, limit: int) -> list[uuid.UUID]:
-    """Pending or Running runs whose heartbeats stopped before ``before``."""
+    """Pending, Running or AwaitingRetry runs whose heartbeats stopped before ``before``."""
     query = select(orm.FlowRun.id).where(_silent_since(before)).limit(limit)
     return list(session.execute(query).scalars())
 

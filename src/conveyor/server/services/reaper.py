@@ -1,5 +1,6 @@
 """Reaper: a run whose executor stopped heartbeating is Crashed, never left Running.
 
+Runs Pending, Running, or waiting in their process to retry (AwaitingRetry) are watched.
 A worker heartbeats each run it launched (every 10 s) and a flow process running against
 a server heartbeats its top-level run (every ``HEARTBEAT_SECONDS`` of the engine). When
 the worker's machine dies, or the worker and its run's process are killed, the heartbeats
