@@ -51,7 +51,7 @@ DEFAULT_SERVICE_INTERVALS: Mapping[str, float] = {
     "expired_leases": 30.0,
     "retention": 3600.0,
     "scheduler": 30.0,
-    "reaper": 15.0,
+    "reaper": 5.0,
     "rescheduler": 10.0,
 }
 SERVICE_NAMES = tuple(DEFAULT_SERVICE_INTERVALS)
@@ -101,7 +101,7 @@ class ServicesSettings:
     """A run still Cancelling this long is made Cancelled."""
     retention_days: float | None = None
     """Finished runs older than this are deleted; None keeps everything."""
-    reaper_after_seconds: float = 90.0
+    reaper_after_seconds: float = 25.0
     """A Pending or Running run that should heartbeat and has not for this long is Crashed."""
     rescheduler_max_attempts: int = 3
     """How many times a crashed deployment run is scheduled again."""
@@ -146,7 +146,7 @@ class ServicesSettings:
                 "CONVEYOR_SERVER_CANCELLING_TIMEOUT_SECONDS", 120.0
             ),
             retention_days=numbers.get("CONVEYOR_SERVER_RETENTION_DAYS"),
-            reaper_after_seconds=numbers.get("CONVEYOR_SERVER_REAPER_AFTER_SECONDS", 90.0),
+            reaper_after_seconds=numbers.get("CONVEYOR_SERVER_REAPER_AFTER_SECONDS", 25.0),
             rescheduler_max_attempts=int(
                 numbers.get("CONVEYOR_SERVER_RESCHEDULER_MAX_ATTEMPTS", 3)
             ),

@@ -27,7 +27,7 @@ from conveyor.server.orchestration.policy import set_flow_run_state
 from conveyor.server.services.base import LoopService
 from conveyor.settings import DEFAULT_SERVICE_INTERVALS
 
-DEFAULT_AFTER_SECONDS = 90.0
+DEFAULT_AFTER_SECONDS = 25.0  # settings.ServicesSettings.reaper_after_seconds
 
 
 class Reaper(LoopService):
