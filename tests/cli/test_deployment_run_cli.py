@@ -8,7 +8,6 @@ import datetime
 import os
 import threading
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,13 +17,12 @@ from typer.testing import CliRunner
 import conveyor
 from conveyor.cli.main import app
 from conveyor.client.api import ConveyorClient
-from conveyor.client.embedded import connect
+from conveyor.client.embedded import run_with_client
 from conveyor.schemas.api import FlowRunFilter, FlowRunRead, RecordBatch
 from conveyor.schemas.deployments import DeploymentCreate, DeploymentScheduleCreate
 from conveyor.schemas.logs import LogRecordCreate
 from conveyor.schemas.schedules import CronSchedule
 from conveyor.schemas.states import State, StateType
-from conveyor.settings import Settings
 
 runner = CliRunner()
 T = TypeVar("T")
@@ -45,17 +43,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return home
 
 
-def with_client(action: Callable[[ConveyorClient], Awaitable[T]]) -> T:
-    async def run() -> T:
-        client = await connect(Settings.from_env())
-        try:
-            return await action(client)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(run())
-
-
 @pytest.fixture
 def deployment_id() -> uuid.UUID:
     body = DeploymentCreate(
@@ -65,12 +52,12 @@ def deployment_id() -> uuid.UUID:
         parameters={"n": 1},
         parameter_schema=SCHEMA,
     )
-    return with_client(lambda client: client.deploy(body)).id
+    return run_with_client(lambda client: client.deploy(body)).id
 
 
 def runs_of(deployment_id: uuid.UUID) -> list[FlowRunRead]:
     flt = FlowRunFilter(deployment_id=[deployment_id])
-    return with_client(lambda client: client.filter_flow_runs(flt))
+    return run_with_client(lambda client: client.filter_flow_runs(flt))
 
 
 def invoke(*args: str, code: int = 0) -> str:
@@ -154,7 +141,7 @@ def play_worker(deployment_id: uuid.UUID, final: StateType) -> threading.Thread:
         await asyncio.sleep(0.3)
         await client.set_flow_run_state(run_id, State(type=final))
 
-    thread = threading.Thread(target=with_client, args=(work,))
+    thread = threading.Thread(target=run_with_client, args=(work,))
     thread.start()
     return thread
 
@@ -208,7 +195,7 @@ def test_backfill() -> None:
     body = DeploymentCreate(
         flow_name="etl", name="hourly", entrypoint="flows.py:etl", schedules=[hourly]
     )
-    deployment_id = with_client(lambda client: client.deploy(body)).id
+    deployment_id = run_with_client(lambda client: client.deploy(body)).id
     window = ["--start", "2025-01-01T00:00:00+00:00", "--end", "2025-01-01T05:00Z"]
     output = invoke("deployment", "backfill", "etl/hourly", *window)
     assert "Backfilled 'etl/hourly': 5 run(s) created, 0 skipped" in output

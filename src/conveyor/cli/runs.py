@@ -35,22 +35,12 @@ STATE_COLOURS = {
 
 def _with_client(action: Callable[[ConveyorClient], Awaitable[T]]) -> T:
     """Run ``action`` with a connected client; API errors become one line and exit 1."""
-    import asyncio
-
     from conveyor.cli.main import fail
-    from conveyor.client.embedded import connect
+    from conveyor.client.embedded import run_with_client
     from conveyor.exceptions import ConveyorError
-    from conveyor.settings import Settings
-
-    async def run() -> T:
-        client = await connect(Settings.from_env())
-        try:
-            return await action(client)
-        finally:
-            await client.aclose()
 
     try:
-        return asyncio.run(run())
+        return run_with_client(action)
     except ConveyorError as exc:
         fail(str(exc))
 

@@ -7,8 +7,14 @@ code — what `python my_flow.py` records is exactly what `conveyor server start
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 from conveyor.client.api import ConveyorClient
 from conveyor.settings import Settings
+
+T = TypeVar("T")
 
 EMBEDDED_URL = "http://embedded.conveyor/api"
 
@@ -36,3 +42,16 @@ async def embedded_client(settings: Settings) -> ConveyorClient:
     client = ConveyorClient(EMBEDDED_URL, transport=httpx.ASGITransport(app=app), retries=0)
     client.on_close(shut_down)
     return client
+
+
+def run_with_client(action: Callable[[ConveyorClient], Awaitable[T]]) -> T:
+    """Run ``action`` with a client for the configured backend, from synchronous code."""
+
+    async def run() -> T:
+        client = await connect(Settings.from_env())
+        try:
+            return await action(client)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run())

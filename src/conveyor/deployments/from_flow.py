@@ -8,11 +8,9 @@ and its module may call ``deploy`` at import time.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime
 import inspect
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -36,21 +34,6 @@ class FlowDeployment:
 
     flow: Flow[..., Any]
     spec: DeploymentSpec
-
-
-def with_client(action: Callable[[ConveyorClient], Awaitable[T]]) -> T:
-    """Run ``action`` with a client for the configured backend, from synchronous code."""
-    from conveyor.client.embedded import connect
-    from conveyor.settings import Settings
-
-    async def run() -> T:
-        client = await connect(Settings.from_env())
-        try:
-            return await action(client)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(run())
 
 
 def _flow_file(flow: Flow[..., Any]) -> Path:
@@ -152,4 +135,6 @@ def deploy_flow(flow: Flow[..., Any], spec: DeploymentSpec, base: Path) -> Any:
         body = await prepare(client, spec, base, flow=flow)
         return (await client.deploy(body)).id
 
-    return with_client(send)
+    from conveyor.client.embedded import run_with_client
+
+    return run_with_client(send)

@@ -138,11 +138,11 @@ def serve(*deployments: FlowDeployment, limit: int | None = None) -> None:
     """Deploy each of ``deployments`` (from ``flow.to_deployment(...)``) without a work pool,
     then run their due runs, each in a subprocess, at most ``limit`` at once, until SIGINT
     or SIGTERM (the first stops taking runs and waits for those in progress)."""
-    from conveyor.deployments.from_flow import with_client
+    from conveyor.client.embedded import run_with_client
 
     if not deployments:
         raise ValueError("serve() needs at least one deployment: flow.to_deployment(name).")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(message)s")
-    reason = with_client(lambda client: serve_async(client, deployments, limit))
+    reason = run_with_client(lambda client: serve_async(client, deployments, limit))
     logger.info("Stopped serving: %s.", reason)
