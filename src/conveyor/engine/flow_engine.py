@@ -35,6 +35,7 @@ from conveyor.engine.context import (
 from conveyor.engine.effects import Call, RunHooks, Sleep, Steps, perform_async, perform_sync
 from conveyor.engine.flows import Flow
 from conveyor.engine.futures import ConveyorFuture
+from conveyor.engine.ids import new_id
 from conveyor.engine.inputs import iter_leaves, walk
 from conveyor.engine.names import generate_run_name
 from conveyor.engine.options import delay_for_attempt
@@ -90,7 +91,7 @@ class FlowRunEngine:
             self.recorder = runtime.get_recorder()
         settings = parent_env.settings if parent_env else runtime.get_settings()
         self.is_top_level = parent is None and parent_task is None
-        run_id = existing[0] if existing is not None else uuid.uuid4()
+        run_id = existing[0] if existing is not None else new_id()
         log_prints = flow.log_prints
         if log_prints is None:
             log_prints = parent_env.log_prints if parent_env else False
@@ -145,7 +146,7 @@ class FlowRunEngine:
 
     def propose(self, state: State) -> State:
         state.state_details.flow_run_id = self.flow_run.id
-        state.state_details.transition_id = uuid.uuid4()
+        state.state_details.transition_id = new_id()
         accepted = self.recorder.propose_flow_run_state(self.flow_run.id, state)
         self.state = accepted
         return accepted

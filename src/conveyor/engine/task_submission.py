@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +10,7 @@ from conveyor.client.recorder import RunRecorder
 from conveyor.engine import runtime
 from conveyor.engine.context import current_tags, flow_run_context, task_run_context
 from conveyor.engine.futures import ConveyorFuture, FutureList
+from conveyor.engine.ids import new_id
 from conveyor.engine.inputs import unmapped
 from conveyor.engine.run_logging import configure_logging
 from conveyor.engine.task_call import TaskCall
@@ -52,7 +52,7 @@ def _make_call(
         parameters=parameters,
         wait_for=list(wait_for) if wait_for is not None else None,
         environment=env,
-        task_run_id=uuid.uuid4(),
+        task_run_id=new_id(),
         dynamic_key=dynamic_key,
         map_index=map_index,
         tags=tags,
