@@ -134,3 +134,43 @@ async def test_reschedules_a_crashed_deployment_run_up_to_the_limit(
     assert await rescheduler.run_once(now()) == 0  # out of attempts
     assert await state(client, run) == "CRASHED/Crashed"
     assert await state(client, local) == "CRASHED/Crashed"  # nobody could run it again
+
+
+async def test_crashes_the_subflows_a_crashed_run_was_running_in_its_process(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    parent = await local_run(client)
+    await post(client, f"/flow_runs/{parent}/heartbeat", {})
+    body = {"flow_name": "sub", "name": "c", "state": {"type": "RUNNING"}}
+    child = str((await post(client, "/flow_runs/", {**body, "parent_flow_run_id": parent}))["id"])
+    live_parent = await local_run(client)
+    live_child = await post(client, "/flow_runs/", {**body, "parent_flow_run_id": live_parent})
+    # A deployment run its worker claimed heartbeats for itself: the parent's crash is not its.
+    deployment_id = await deployment(client)
+    claimed = await claimed_run(client, deployment_id)
+    await database.write(_adopt, claimed, parent)
+    await database.write(heartbeat, claimed, now() + LATER)
+    reaper = Reaper(database, after_seconds=90)
+
+    assert await reaper.run_once(now()) == 0
+    assert await reaper.run_once(now() + LATER) == 2  # the parent, then its subflow
+    assert await state(client, parent) == "CRASHED/Crashed"
+    assert await state(client, child) == "CRASHED/Crashed"
+    message = (await client.get(f"/flow_runs/{child}/states")).json()[-1]["message"]
+    assert message.startswith(f"Its parent flow run {parent} crashed")
+    assert await state(client, str(live_child["id"])) == "RUNNING/Running"
+    assert await state(client, claimed) == "PENDING/Pending"
+
+    # A parent its worker reported Crashed: the subflow goes at the next pass.
+    other = str(
+        (await post(client, "/flow_runs/", {**body, "parent_flow_run_id": live_parent}))["id"]
+    )
+    await post(client, f"/flow_runs/{live_parent}/set_state", {"state": {"type": "CRASHED"}})
+    assert await reaper.run_once(now()) == 2
+    assert await state(client, other) == "CRASHED/Crashed"
+    assert await reaper.run_once(now()) == 0
+
+
+def _adopt(session: Session, run_id: str, parent_id: str) -> None:
+    query = update(orm.FlowRun).where(orm.FlowRun.id == uuid.UUID(run_id))
+    session.execute(query.values(parent_flow_run_id=uuid.UUID(parent_id)))

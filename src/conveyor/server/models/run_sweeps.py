@@ -104,6 +104,33 @@ def parent_is_cancelled(session: Session, run: orm.FlowRun) -> bool:
     return parent_state in {s.value for s in CANCELLED_OR_CANCELLING}
 
 
+def _stranded_child() -> Any:
+    """A subflow run executing in its parent's process (no worker, no heartbeat of its
+    own) whose parent Crashed: the process that ran both is gone, so nothing will ever
+    report the child's end."""
+    child, parent = orm.FlowRun, aliased(orm.FlowRun)
+    return and_(
+        child.state_type.in_(EXECUTING),
+        child.worker_id.is_(None),
+        child.last_heartbeat.is_(None),
+        select(parent.id)
+        .where(parent.id == child.parent_flow_run_id, parent.state_type == StateType.CRASHED)
+        .exists(),
+    )
+
+
+def stranded_child_ids(session: Session, limit: int) -> list[uuid.UUID]:
+    """Pending or Running subflow runs of a Crashed parent run in the same process."""
+    query = select(orm.FlowRun.id).where(_stranded_child()).limit(limit)
+    return list(session.execute(query).scalars())
+
+
+def is_stranded_child(session: Session, run_id: uuid.UUID) -> bool:
+    """``stranded_child_ids``'s condition, for one run read under its lock."""
+    query = select(orm.FlowRun.id).where(orm.FlowRun.id == run_id, _stranded_child())
+    return session.execute(query).first() is not None
+
+
 def _silent_since(before: datetime.datetime) -> Any:
     """Runs expected to heartbeat (claimed by a worker, or whose process has sent one) that
     have neither heartbeated nor changed state since ``before``: a state change is a sign

@@ -9,6 +9,10 @@ the rules, saying since when nothing was heard. Only runs expected to heartbeat 
 reaped: claimed by a worker, or whose process has sent at least one; a short local run
 that never heartbeated has no reaper to fear. The rescheduler then runs crashed
 deployment runs again.
+
+A subflow run in its parent's process has no heartbeat of its own: when the parent
+Crashes (reaped here, or reported by its worker), the child is Crashed with it, not left
+Running forever.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ class Reaper(LoopService):
         self.after = datetime.timedelta(seconds=after_seconds)
 
     async def run_once(self, now: datetime.datetime) -> int:
-        return await self.database.write(_reap, now - self.after, now, self.batch_size)
+        reaped = await self.database.write(_reap, now - self.after, now, self.batch_size)
+        return reaped + await self.database.write(_crash_stranded_children, now, self.batch_size)
 
 
 def _reap(session: Session, before: datetime.datetime, now: datetime.datetime, limit: int) -> int:
@@ -61,3 +66,19 @@ def _reap(session: Session, before: datetime.datetime, now: datetime.datetime, l
         result = set_flow_run_state(session, run_id, state, now=now)
         reaped += result.status is OrchestrationStatus.ACCEPT
     return reaped
+
+
+def _crash_stranded_children(session: Session, now: datetime.datetime, limit: int) -> int:
+    crashed = 0
+    for run_id in run_sweeps.stranded_child_ids(session, limit):
+        run = flow_runs.read_flow_run(session, run_id, for_update=True)
+        if run is None or not run_sweeps.is_stranded_child(session, run_id):
+            continue
+        state = Crashed(
+            message=f"Its parent flow run {run.parent_flow_run_id} crashed, and this subflow "
+            "ran in the same process."
+        )
+        state.state_details.transition_id = uuid.uuid4()
+        result = set_flow_run_state(session, run_id, state, now=now)
+        crashed += result.status is OrchestrationStatus.ACCEPT
+    return crashed
