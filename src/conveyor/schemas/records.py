@@ -163,7 +163,9 @@ def encode_state(record: TaskRunStateRecord) -> TaskRunStateIn:
 def stored_details(details: StateDetailsIn | None) -> dict[str, Any]:
     """State details as a task-run state stores them: set, non-implied fields only, ids
     and times as strings."""
-    items = (details or {}).items()
+    if not details:
+        return {}  # most states: nothing to store, and no generator to make
+    items = details.items()
     return jsonable_details((name, value) for name, value in items if name not in IMPLIED_DETAILS)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import uuid
 from typing import Any
 
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from conveyor.server.database import orm
 from conveyor.server.database.engine import Database
-from conveyor.server.database.types import Timestamp
+from conveyor.server.database.types import Timestamp, dump_json
 from conveyor.server.models.common import (
     insert_ignoring_duplicates,
     insert_returning_new_keys,
@@ -71,12 +72,16 @@ def test_a_naive_timestamp_is_refused() -> None:
         sqlite_timestamp(datetime.datetime(2026, 1, 1))
 
 
-@pytest.mark.parametrize("value", [None, [], {}, ["a", "é"], {"k": [1, 2.5, None]}, 0, "s"])
+@pytest.mark.parametrize(
+    "value", [None, [], {}, ["a", "é", "\u2028"], {"k": [1, 2.5, None]}, 0, "s"]
+)
 def test_the_fast_json_is_what_the_column_type_stores(value: Any) -> None:
-    dialect = sqlite.dialect()
+    # The SQLite engines serialise with the same function the fast path uses.
+    dialect = sqlite.dialect(json_serializer=dump_json)
     processor = JSON().dialect_impl(dialect).bind_processor(dialect)
     assert processor is not None
     assert sqlite_json(value) == processor(value)
+    assert json.loads(sqlite_json(value)) == value
 
 
 def _flow(session: Session, name: str) -> uuid.UUID:
@@ -130,7 +135,7 @@ async def test_stored_values_read_back_through_the_orm(database: Database) -> No
                     "name": "t-0",
                     "task_key": "t",
                     "dynamic_key": "0",
-                    "tags": ["a", "é"],
+                    "tags": ["a", "é", "\u2028"],
                     "task_inputs": [{"task_run_id": str(uuid.uuid4()), "parameter": None}],
                     "created": created,
                 }
@@ -141,7 +146,7 @@ async def test_stored_values_read_back_through_the_orm(database: Database) -> No
     run = await database.read(lambda s: s.get(orm.TaskRun, task_run_id))
     assert run is not None
     assert run.created == created
-    assert run.tags == ["a", "é"]
+    assert run.tags == ["a", "é", "\u2028"]
     assert run.task_inputs[0]["parameter"] is None
     # Time filters compare stored text on SQLite: the fast path must sort like the ORM's.
     later = await database.read(

@@ -28,6 +28,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from conveyor.server.database.types import dump_json
+
 BUSY_TIMEOUT_SECONDS = 60
 READER_THREADS = 4
 
@@ -53,6 +55,7 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
     engine = create_engine(
         url,
         connect_args={"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+        json_serializer=dump_json,
         pool_size=READER_THREADS + 1,
     )
 

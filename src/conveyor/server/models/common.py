@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime
 import functools
-import json
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -27,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from conveyor.server.database.orm import Base
-from conveyor.server.database.types import Timestamp
+from conveyor.server.database.types import Timestamp, dump_json
 
 # SQLite allows 32766 host parameters per statement; stay well below.
 _KEYS_PER_QUERY = 500
@@ -204,4 +203,4 @@ def sqlite_json(value: Any) -> str:
         return "null"
     if not value and isinstance(value, (list, dict)):
         return "[]" if isinstance(value, list) else "{}"
-    return json.dumps(value)
+    return dump_json(value)
