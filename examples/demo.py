@@ -249,9 +249,14 @@ async def deploy(client: ConveyorClient, env: dict[str, str], config: Path) -> l
     pools = await client.filter_work_pools()
     if not any(pool.name == POOL for pool in pools):
         await cli("work-pool", "create", POOL, env=env)
-    shown = config.relative_to(Path.cwd()) if config.is_relative_to(Path.cwd()) else config
-    await cli("deploy", "--all", "--file", str(config), env=env, show=f"conveyor deploy --all --file {shown}")
+    shown = f"conveyor deploy --all --file {relative(config)}"
+    await cli("deploy", "--all", "--file", str(config), env=env, show=shown)
     return await client.filter_deployments(DeploymentFilter(work_pool_name=[POOL], limit=200))
+
+
+def relative(path: Path) -> Path:
+    """``path`` from the current directory when it is under it (for commands to copy)."""
+    return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
 
 
 def full_name(deployment: DeploymentRead) -> str:
@@ -292,8 +297,10 @@ def is_final(run: FlowRunRead) -> bool:
 
 
 async def recent_runs(client: ConveyorClient, since: datetime.datetime) -> list[FlowRunRead]:
-    """Top-level runs made since ``since`` that are due, oldest first (subflows are listed
-    under their parents in ``conveyor flow-run inspect``; future scheduled runs apart)."""
+    """Top-level runs made since ``since`` and due by now, in the order they were due.
+
+    Subflow runs are left out (``conveyor flow-run ls`` lists them), and so are scheduled
+    runs still to come (``upcoming``)."""
     now = datetime.datetime.now(datetime.timezone.utc)
     runs = await client.filter_flow_runs(FlowRunFilter(created_after=since, limit=200))
     shown = [
@@ -306,7 +313,7 @@ async def recent_runs(client: ConveyorClient, since: datetime.datetime) -> list[
             and r.expected_start_time > now
         )
     ]
-    return sorted(shown, key=lambda r: r.created)
+    return sorted(shown, key=lambda r: r.expected_start_time or r.created)
 
 
 def _duration(run: FlowRunRead) -> str:
@@ -320,9 +327,7 @@ def _clock(value: datetime.datetime | None) -> str:
     return value.astimezone().strftime("%H:%M:%S") if value is not None else "-"
 
 
-def runs_table(
-    runs: Sequence[FlowRunRead], names: dict[uuid.UUID, str], title: str
-) -> Table:
+def runs_table(runs: Sequence[FlowRunRead], names: dict[uuid.UUID, str], title: str) -> Table:
     table = Table(title=title, title_justify="left")
     for column in ("Flow run", "Flow", "Deployment", "Made by", "State", "Started", "Duration"):
         table.add_column(column, no_wrap=column in ("Flow run", "State", "Duration"))
@@ -346,7 +351,9 @@ def runs_table(
     return table
 
 
-def next_line(deployments: Sequence[DeploymentRead], soonest: dict[uuid.UUID, FlowRunRead | None]) -> Text:
+def next_line(
+    deployments: Sequence[DeploymentRead], soonest: dict[uuid.UUID, FlowRunRead | None]
+) -> Text:
     parts = []
     for deployment in deployments:
         run = soonest.get(deployment.id)
@@ -382,9 +389,7 @@ def command_name() -> str:
     if on_path is not None and Path(on_path).resolve() == script.resolve():
         return "conveyor"
     if script.exists():
-        with contextlib.suppress(ValueError):
-            return str(script.relative_to(Path.cwd()))
-        return str(script)
+        return str(relative(script))
     return "python -m conveyor"
 
 
@@ -401,7 +406,7 @@ def print_next_steps(url: str, env: dict[str, str], names: Sequence[str], logs: 
         f"{conveyor} deployment ls",
         f"{conveyor} flow-run logs ID          # ID from flow-run ls",
         f"{conveyor} deployment run {names[0] if names else 'FLOW/NAME'} --watch",
-        f"python {EXAMPLES.relative_to(Path.cwd()) if EXAMPLES.is_relative_to(Path.cwd()) else EXAMPLES}/hello.py   # recorded here too",
+        f"python {relative(EXAMPLES / 'hello.py')}   # runs you start yourself show too",
     ):
         console.print(f"  {escape(line)}")
     console.print(f"Logs of the server, the worker and the runs: {logs}")
@@ -464,6 +469,8 @@ async def first_round(
                 )
                 break
             await stopper.sleep(0.5)
+    if not console.is_terminal:
+        console.line()  # a Live display that cannot redraw leaves its last line open
     for run in ours + in_process + by_schedule:
         if is_final(run) and run.state_type is not StateType.COMPLETED:
             result.failures.append(
@@ -489,11 +496,11 @@ async def watch(
     hint = Text("Ctrl-C stops the worker and the server.", style="bold")
     with Live(console=console, auto_refresh=False, transient=True) as live:
         while not stopper.event.is_set():
-            runs = (await recent_runs(client, since))[-12:]
+            runs = (await recent_runs(client, since))[::-1][:12]
             soonest = {d.id: next(iter(await upcoming(client, d)), None) for d in on_schedule}
             live.update(
                 Group(
-                    runs_table(runs, names, "Latest runs (live)"),
+                    runs_table(runs, names, "Latest runs, newest first (live)"),
                     next_line(on_schedule, soonest),
                     hint,
                 ),
@@ -557,9 +564,10 @@ async def demo(options: Options) -> int:
         for failure in failures:
             console.print(f"[red]{escape(failure)}[/red]")
         if not failures and not stopper.event.is_set():
-            console.print(f"[green]Every run completed[/green] in {time.monotonic() - START:.1f}s.")
-        print_next_steps(url, env, [full_name(d) for d in deployments], logs)
-        if not options.once:
+            took = time.monotonic() - START
+            console.print(f"[green]Every run completed[/green], {took:.0f} s after the start.")
+        if not options.once and not stopper.event.is_set():
+            print_next_steps(url, env, [full_name(d) for d in deployments], logs)
             await watch(client, deployments, stopper, since)
     except DemoError as exc:
         failures.append(str(exc))
@@ -588,7 +596,7 @@ async def shut_down(
                 await pause_schedules(client, deployments)
         await client.aclose()
     if worker is not None and worker.running:
-        console.print("Stopping the worker (it finishes the runs in progress; Ctrl-C again kills them).")
+        console.print("Stopping the worker: it finishes its runs in progress (Ctrl-C kills them).")
         stopper.worker = worker
         await worker.stop(grace=60)
     if server is not None and server.running:
@@ -613,7 +621,7 @@ def parse(argv: Sequence[str] | None = None) -> Options:
         help="CONVEYOR_HOME of the server and runs (default: $CONVEYOR_HOME or ~/.conveyor)",
     )
     parser.add_argument(
-        "--once", action="store_true", help="stop after the first round; exit 1 unless all went well"
+        "--once", action="store_true", help="stop after the first round; exit 1 unless all is well"
     )
     parser.add_argument(
         "--schedule-seconds",

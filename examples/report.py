@@ -51,14 +51,14 @@ def check_service(service: str, slow_ms: float) -> dict[str, object]:
     latency = probe(service)
     certificate = check_certificate(service, return_state=True)
     if not certificate.is_completed():
-        logger.warning("The certificate check of %s failed; the report goes on without it.", service)
+        logger.warning("%s: the certificate check failed; the report goes on.", service)
     status = "slow" if latency > slow_ms else "ok"
     logger.info("%s answered in %.1f ms (%s).", service, latency, status)
     return {"service": service, "latency_ms": latency, "status": status}
 
 
 @flow(log_prints=True)
-def report(services: list[str] = list(SERVICES), slow_ms: float = 300) -> int:
+def report(services: tuple[str, ...] = SERVICES, slow_ms: float = 300) -> int:
     """Check every service (one subflow each) and publish the results; returns how many
     were slow."""
     rows = [check_service(service, slow_ms) for service in services]
