@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 # A server on http://127.0.0.1:$(PORT) with a process worker and the example deployments,
 # until Ctrl-C (examples/demo.py; `make run PORT=4300` if 4200 is taken).
-PORT ?= 4200
+PORT = 4200
 run: $(STAMP)
 	$(BIN)/python examples/demo.py --port $(PORT)
 

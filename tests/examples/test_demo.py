@@ -86,24 +86,34 @@ class DemoRun:
     output: str
     leftovers: list[int]
     """Processes the demo started that outlived it (killed by the test)."""
+    interrupted: bool
+    """Whether the test pressed Ctrl-C (sent SIGINT) as asked."""
 
 
-def run_demo(home: Path, port: int, *options: str, timeout: float = 100) -> DemoRun:
-    """Run the demo to its end, following every process it starts; whatever happens, no
-    process of it survives the call."""
+def run_demo(
+    home: Path, port: int, *options: str, interrupt_on: str | None = None, timeout: float = 100
+) -> DemoRun:
+    """Run the demo (``--once``, unless ``interrupt_on``: then without, and Ctrl-C once its
+    output shows that text) to its end, following every process it starts; whatever
+    happens, no process of it survives the call."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
     env.update(COLUMNS="200", PYTHONIOENCODING="utf-8")
-    argv = [sys.executable, str(DEMO), "--once", "--home", str(home), "--port", str(port)]
+    argv = [sys.executable, str(DEMO), "--home", str(home), "--port", str(port), *options]
+    if interrupt_on is None:
+        argv.append("--once")
     output = home.parent / f"demo-{port}.out"
     seen: dict[int, str] = {}
+    interrupted = False
     with output.open("wb") as out:
-        demo = subprocess.Popen(
-            [*argv, *options], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+        demo = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + timeout
             while demo.poll() is None and time.monotonic() < deadline:
                 seen.update(_descendants(demo.pid))
+                if interrupt_on is not None and interrupt_on in output.read_text("utf-8"):
+                    time.sleep(2)  # watching the runs now
+                    demo.send_signal(signal.SIGINT)
+                    interrupt_on, interrupted = None, True
                 time.sleep(0.2)
         finally:
             if demo.poll() is None:
@@ -116,7 +126,7 @@ def run_demo(home: Path, port: int, *options: str, timeout: float = 100) -> Demo
             leftovers = [pid for pid, started in seen.items() if _alive(pid, started)]
             for pid in leftovers:
                 os.kill(pid, signal.SIGKILL)
-    return DemoRun(demo.returncode, output.read_text(encoding="utf-8"), leftovers)
+    return DemoRun(demo.returncode, output.read_text(encoding="utf-8"), leftovers, interrupted)
 
 
 def through_api(home: Path, action: Callable[[ConveyorClient], Awaitable[T]]) -> T:
@@ -212,6 +222,21 @@ def test_running_the_demo_twice_changes_and_duplicates_nothing(tmp_path: Path) -
     assert not [r for r in by_schedule if r.expected_start_time and r.expected_start_time > now]
     assert sum(r.state_type is StateType.COMPLETED for r in by_schedule) >= 2
     assert "Paused report/every-minute" in second.output
+
+
+def test_ctrl_c_stops_the_worker_and_the_server_without_a_traceback(tmp_path: Path) -> None:
+    home, port = tmp_path / "home", free_port()
+    demo = run_demo(home, port, interrupt_on="Conveyor is running at", timeout=60)
+    assert demo.interrupted and demo.returncode == 0, demo.output
+    assert f"Conveyor is running at http://127.0.0.1:{port}" in demo.output
+    assert "flow-run ls" in demo.output and "deployment ls" in demo.output
+    assert "Stopping the worker" in demo.output and "Stopping the server" in demo.output
+    assert "Traceback" not in demo.output
+    assert demo.leftovers == []
+    assert _port_is_closed(port)
+    worker_log = (home / "demo" / "worker.log").read_text()
+    assert "Worker demo-worker stopped: asked to stop." in worker_log
+    assert "Traceback" not in (home / "demo" / "server.log").read_text()
 
 
 def test_a_taken_port_is_one_clear_sentence(tmp_path: Path) -> None:
