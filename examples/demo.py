@@ -65,7 +65,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.text import Text
 
-from conveyor.client.api import ConveyorClient
+from conveyor.client.api import ApiError, ConveyorClient
 from conveyor.exceptions import ConveyorError
 from conveyor.schemas.api import FlowRunRead
 from conveyor.schemas.deployments import DeploymentFilter, DeploymentRead, DeploymentUpdate
@@ -185,17 +185,29 @@ class Demo:
     async def deploy(self) -> None:
         """The pool if it is missing, then every deployment of the file (replaced by name:
         a deployment keeps its id, runs and history)."""
-        if not any(pool.name == POOL for pool in await self.api.filter_work_pools()):
+        try:
+            await self.api.read_work_pool(POOL)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
             await cli("work-pool", "create", POOL, env=self.env)
         self.stopper.check()
         config = self.config_file()
         shown = f"conveyor deploy --all --file {relative(config)}"
         await cli("deploy", "--all", "--file", str(config), env=self.env, show=shown)
-        self.deployments = await self.api.filter_deployments(
+        # The file's deployments, as deployed (a deployment is its flow's name + its own).
+        declared = {
+            (d["name"], d["entrypoint"]) for d in yaml.safe_load(config.read_text())["deployments"]
+        }
+        in_pool = await self.api.filter_deployments(
             DeploymentFilter(work_pool_name=[POOL], limit=200)
         )
-        if not self.deployments:
-            raise DemoError(f"{CONFIG} deploys nothing to the pool {POOL!r}; add a deployment.")
+        self.deployments = [d for d in in_pool if (d.name, d.entrypoint) in declared]
+        if len(self.deployments) != len(declared):
+            raise DemoError(
+                f"Deployed {len(self.deployments)} of the {len(declared)} deployments of {CONFIG} "
+                f"to the pool {POOL!r}; give each a `work_pool: {{name: {POOL}}}`."
+            )
         self.stopper.check()
 
     def start_worker(self) -> None:
