@@ -225,6 +225,14 @@ class Demo:
             raise DemoError(f"`conveyor deployment run` did not name the run it made: {output}")
         return uuid.UUID(found[1])
 
+    def check_children(self) -> None:
+        """DemoError if the server or the worker has stopped on its own."""
+        for child in self.children:
+            if child.name != "examples" and not child.running:
+                raise DemoError(
+                    f"The {child.name} stopped ({child.tail()}); see {child.log} for why."
+                )
+
     # -- the first round -------------------------------------------------------------------
     async def first_round(self) -> None:
         """Run each deployment once and the in-process examples; show them until all end
@@ -238,6 +246,7 @@ class Demo:
         deadline = time.monotonic() + self.options.timeout
         with Live(console=console, auto_refresh=False) as live:
             while True:
+                self.check_children()
                 runs = await recent_runs(self.api, self.since)
                 soonest = await self.soonest()
                 by_id = {r.id: r for r in runs}
@@ -312,6 +321,7 @@ class Demo:
         hint = Text("Ctrl-C stops the worker and the server.", style="bold")
         with Live(console=console, auto_refresh=False, transient=True) as live:
             while not self.stopper.event.is_set():
+                self.check_children()
                 runs = (await recent_runs(self.api, self.since))[::-1][:12]
                 table = runs_table(runs, names, "Latest runs, newest first (live)")
                 soonest = next_runs_line(self.scheduled(), await self.soonest())
@@ -355,6 +365,10 @@ class Demo:
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(signum, self.stopper)
         self.logs.mkdir(parents=True, exist_ok=True)
+        console.print(
+            "[bold]Conveyor demo[/bold]: a server, a process worker and the deployments of "
+            f"{relative(CONFIG)}."
+        )
         try:
             await self.connect()
             await self.deploy()

@@ -37,6 +37,7 @@ DEPLOYMENTS = {"etl/demo", "hello/demo", "primes/demo", "report/every-minute"}
 IN_PROCESS = {
     "hello",
     "etl",
+    "report",
     *(f"primes-on-{r}" for r in ("sequential", "threads", "processes", "dask")),
 }
 

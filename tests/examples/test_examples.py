@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_FLOWS = (
     "hello",
     "etl",
+    "report",
     "primes-on-sequential",
     "primes-on-threads",
     "primes-on-processes",
