@@ -193,6 +193,7 @@ def test_demo_runs_every_deployment_and_example_against_a_server_and_worker(
     assert (home / "demo" / "server.log").is_file() and (home / "demo" / "worker.log").is_file()
 
 
+@pytest.mark.timeout(240)  # two demos, ~30 s each on a quiet machine
 def test_running_the_demo_twice_changes_and_duplicates_nothing(tmp_path: Path) -> None:
     home = tmp_path / "home"
     first = run_demo(home, free_port(), "--schedule-seconds", "5")
