@@ -13,8 +13,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dask,dev]'
 	touch $(STAMP)
 
+# A server on http://127.0.0.1:$(PORT) with a process worker and the example deployments,
+# until Ctrl-C (examples/demo.py; `make run PORT=4300` if 4200 is taken).
+PORT = 4200
 run: $(STAMP)
-	$(BIN)/python examples/run_all.py
+	$(BIN)/python examples/demo.py --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

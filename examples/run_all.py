@@ -1,4 +1,6 @@
-"""Run every example flow and print a table of final states; ``make run`` runs this.
+"""Run every example flow in this process and print a table of final states.
+
+The demo (``make run``) runs this against its server, next to the deployments' runs.
 
 Exits with status 1 if any example flow did not complete.
 """
@@ -12,6 +14,7 @@ from typing import Any, cast
 import etl
 import hello
 import parallel
+import report
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -21,7 +24,7 @@ from conveyor import Flow, State
 
 def example_flows() -> list[Flow[..., Any]]:
     """Every example flow, each run with its default parameters."""
-    return [hello.hello, etl.etl, *parallel.on_each_runner()]
+    return [hello.hello, etl.etl, report.report, *parallel.on_each_runner()]
 
 
 def run(flow: Flow[..., Any]) -> tuple[str, bool, float]:

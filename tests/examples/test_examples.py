@@ -1,4 +1,5 @@
-"""``make run``: every example flow runs to Completed, writing only under CONVEYOR_HOME."""
+"""``examples/run_all.py`` (the in-process part of ``make run``): every example flow runs
+to Completed, writing only under CONVEYOR_HOME."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_FLOWS = (
     "hello",
     "etl",
+    "report",
     "primes-on-sequential",
     "primes-on-threads",
     "primes-on-processes",
