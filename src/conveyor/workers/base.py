@@ -245,7 +245,7 @@ class Worker:
         state_type = await self._state_type(run_id)
         how = describe_exit(code)
         if state_type in TERMINAL_STATE_TYPES:
-            logger.info("Flow run %s ended %s; its process %s.", run_id, state_type, how)
+            logger.info("Flow run %s ended %s; its process %s.", run_id, state_type.value, how)
             return
         if cancelled or state_type is StateType.CANCELLING:
             message = f"Cancelled: the worker stopped its process, which {how}."
