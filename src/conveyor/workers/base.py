@@ -28,9 +28,10 @@ from conveyor.deployments.errors import CodeSourceError
 from conveyor.exceptions import JobVariablesError
 from conveyor.schemas.states import TERMINAL_STATE_TYPES, Cancelled, Crashed, State, StateType
 from conveyor.schemas.workers import ClaimedRun, WorkerClaim
+from conveyor.workers.launcher import Launcher
 from conveyor.workers.process import (
+    JobProcess,
     ProcessJob,
-    RunningProcess,
     describe_exit,
     job_from_configuration,
 )
@@ -54,6 +55,8 @@ class WorkerOptions:
     poll_seconds: float = 2.0
     api_url: str | None = None
     """Given to the runs' processes; None: they use the same local database."""
+    fork_server: bool = True
+    """Start runs with the default command through a fork server (``launcher``)."""
 
 
 class Worker:
@@ -61,7 +64,8 @@ class Worker:
         self.client = client
         self.options = options
         self.active: dict[uuid.UUID, asyncio.Task[None]] = {}
-        self.processes: dict[uuid.UUID, RunningProcess] = {}
+        self.processes: dict[uuid.UUID, JobProcess] = {}
+        self.launcher = Launcher(embedded=options.api_url is None, fork_server=options.fork_server)
         self.stop_requested = asyncio.Event()
         self.kill_requested = False
 
@@ -70,6 +74,7 @@ class Worker:
         """Claim and run until stopped; returns the reason it stopped."""
         options = self.options
         logger.info("Worker %r is polling work pool %r.", options.name, options.pool)
+        self.launcher.open()
         reason: str | None = None
         while reason is None:
             room = self._room()
@@ -83,6 +88,7 @@ class Worker:
             if reason is None and self.stop_requested.is_set():
                 reason = "asked to stop"
         await self._drain()
+        await self.launcher.close()
         return reason
 
     def request_stop(self) -> None:
@@ -173,7 +179,7 @@ class Worker:
         try:
             try:
                 job = await asyncio.to_thread(self._prepare, claimed, scratch)
-                process = await RunningProcess.start(job)
+                process = await self.launcher.start(job)
             except (CodeSourceError, JobVariablesError, OSError, ValueError) as exc:
                 message = f"The worker could not launch the run: {exc}"
                 await self._propose(run.id, Crashed(message=message))
@@ -213,7 +219,7 @@ class Worker:
             api_url=self.options.api_url,
         )
 
-    async def _watch(self, run_id: uuid.UUID, process: RunningProcess) -> tuple[int, bool]:
+    async def _watch(self, run_id: uuid.UUID, process: JobProcess) -> tuple[int, bool]:
         """Wait for the process to exit, stopping it if its run is cancelled; returns its
         exit code and whether the worker stopped it for a cancellation."""
         options = self.options
@@ -240,7 +246,7 @@ class Worker:
             return None
 
     async def _report(
-        self, run_id: uuid.UUID, process: RunningProcess, code: int, cancelled: bool
+        self, run_id: uuid.UUID, process: JobProcess, code: int, cancelled: bool
     ) -> None:
         state_type = await self._state_type(run_id)
         how = describe_exit(code)
