@@ -73,8 +73,9 @@ class Worker:
     async def work(self) -> str:
         """Claim and run until stopped; returns the reason it stopped."""
         options = self.options
-        logger.info("Worker %r is polling work pool %r.", options.name, options.pool)
         self.launcher.open()
+        await self._until_ready()
+        logger.info("Worker %r is polling work pool %r.", options.name, options.pool)
         reason: str | None = None
         while reason is None:
             room = self._room()
@@ -104,6 +105,13 @@ class Worker:
         logger.warning("Killing %d run(s) in progress.", len(self.processes))
         for process in self.processes.values():
             process.signal_group(signal.SIGKILL)
+
+    async def _until_ready(self) -> None:
+        """Claim nothing before runs can be launched quickly (the fork server is up)."""
+        ready = asyncio.ensure_future(self.launcher.ready())
+        stop = asyncio.ensure_future(self.stop_requested.wait())
+        await asyncio.wait({ready, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
 
     def _room(self) -> int:
         limit = self.options.limit
@@ -217,6 +225,7 @@ class Worker:
             code_dir=code_dir,
             scratch_dir=scratch,
             api_url=self.options.api_url,
+            flow_run=claimed.flow_run.model_dump(mode="json"),
         )
 
     async def _watch(self, run_id: uuid.UUID, process: JobProcess) -> tuple[int, bool]:

@@ -30,7 +30,7 @@ def run_child(job: dict[str, Any], fds: list[int], closing: list[int]) -> NoRetu
         if _become(job, fds, closing):
             from conveyor.workers.execute import main
 
-            code = main(list(job["argv"]))
+            code = main(list(job["argv"]), flow_run=job.get("flow_run"))
         else:
             code = 0  # the worker never confirmed the job: it is not ours to run
     except SystemExit as exc:

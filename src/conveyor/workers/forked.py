@@ -184,7 +184,12 @@ class ForkedProcess(JobProcess):
             go_r, go_w = os.pipe()
             ours += [fd for fd in (stdout_r, stderr_r, go_w) if fd >= 0]
             theirs += [stdout_w, stderr_w, go_r]
-            request = {"argv": job.execute_args, "env": job.env, "cwd": str(job.working_dir)}
+            request = {
+                "argv": job.execute_args,
+                "env": job.env,
+                "cwd": str(job.working_dir),
+                "flow_run": job.flow_run,
+            }
             pid, exit_code = await server.fork(request, theirs)
         except BaseException:
             for fd in ours:

@@ -52,10 +52,18 @@ PRELOAD = (
     "conveyor.engine.task_engine",
     "conveyor.workers.execute",
     "conveyor.workers.forkchild",
+    "conveyor.task_runners.threads",
+    "cloudpickle",
+    # httpx imports its transport's modules on the first request:
     "httpx",
+    "httpcore",
+    "h11",
+    "anyio",
+    "anyio._backends._asyncio",
 )
-"""What a run imports before it starts; the embedded server's modules are added when the
-worker records into the local database (``--embedded``)."""
+"""What a run imports before it starts (found by listing what a trivial run imports);
+the embedded server's modules are added when the worker records into the local database
+(``--embedded``)."""
 
 EMBEDDED_PRELOAD = ("conveyor.server.app",)
 
@@ -68,11 +76,29 @@ def main(argv: list[str]) -> int:
     sock = socket.socket(fileno=int(argv[0]))
     for name in PRELOAD + (EMBEDDED_PRELOAD if "--embedded" in argv[1:] else ()):
         importlib.import_module(name)
+    _warm()
     gc.freeze()  # the children share these objects' pages instead of copying them
     serve(sock)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     os._exit(0)  # nothing to clean up: tearing down the modules would only delay the worker
+
+
+def _warm() -> None:
+    """Do once here what each run would otherwise do first: load the CA certificates
+    (more than a whole trivial run costs) and build the schemas' validators that pydantic
+    builds on first use."""
+    from pydantic import BaseModel
+
+    from conveyor.client.api import ssl_context
+
+    ssl_context()
+    classes: list[type[BaseModel]] = [BaseModel]
+    while classes:
+        cls = classes.pop()
+        classes.extend(cls.__subclasses__())
+        if cls.__module__.startswith("conveyor.") and not cls.__pydantic_complete__:
+            cls.model_rebuild(raise_errors=False)
 
 
 def serve(sock: socket.socket) -> None:

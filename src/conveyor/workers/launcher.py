@@ -38,6 +38,12 @@ class Launcher:
         if self.enabled and self._starting is None:
             self._starting = asyncio.create_task(self._start_server())
 
+    async def ready(self) -> None:
+        """Until the fork server started by ``open`` is up, or has failed to start."""
+        starting = self._starting
+        if starting is not None:
+            await asyncio.shield(starting)
+
     async def start(self, job: ProcessJob) -> JobProcess:
         server = await self._server_for(job) if forkable(job) else None
         if server is not None:

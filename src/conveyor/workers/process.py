@@ -41,6 +41,8 @@ class ProcessJob:
     execute_args: list[str] | None = None
     """``[ENTRYPOINT, CODE_DIR]`` when the command is the default ``execute`` one, which
     the fork server can run without starting an interpreter; None for a custom command."""
+    flow_run: dict[str, Any] | None = None
+    """The run as claimed (JSON), given to a forked process so it need not read it."""
 
 
 def job_from_configuration(
@@ -51,6 +53,7 @@ def job_from_configuration(
     code_dir: Path,
     scratch_dir: Path,
     api_url: str | None,
+    flow_run: dict[str, Any] | None = None,
 ) -> ProcessJob:
     """The job a rendered job configuration of a ``process`` pool describes."""
     command = configuration.get("command")
@@ -72,6 +75,7 @@ def job_from_configuration(
         working_dir=Path(working_dir) if working_dir else scratch_dir,
         stream_output=bool(configuration.get("stream_output", True)),
         execute_args=execute_args,
+        flow_run=flow_run,
     )
 
 
