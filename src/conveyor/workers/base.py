@@ -22,6 +22,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from conveyor.client.api import ApiError, ConveyorClient, ServerUnreachable
 from conveyor.deployments.errors import CodeSourceError
@@ -107,10 +108,13 @@ class Worker:
             process.signal_group(signal.SIGKILL)
 
     async def _until_ready(self) -> None:
-        """Claim nothing before runs can be launched quickly (the fork server is up)."""
-        ready = asyncio.ensure_future(self.launcher.ready())
+        """Claim nothing before runs can be launched quickly: the fork server is up and
+        what preparing a job imports is imported."""
+        ready: asyncio.Future[Any] = asyncio.gather(
+            self.launcher.ready(), asyncio.to_thread(_warm_up)
+        )
         stop = asyncio.ensure_future(self.stop_requested.wait())
-        await asyncio.wait({ready, stop}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([ready, stop], return_when=asyncio.FIRST_COMPLETED)
         stop.cancel()
 
     def _room(self) -> int:
@@ -288,3 +292,10 @@ class Worker:
             result.status.value,
             state.message,
         )
+
+
+def _warm_up() -> None:
+    from conveyor.deployments.sources import fetch  # noqa: F401
+    from conveyor.schemas.work_pools import default_job_template, resolve_job_variables
+
+    resolve_job_variables(default_job_template("process"))  # imports jsonschema
