@@ -22,7 +22,7 @@ from typing import Any
 from conveyor.workers.forkserver import MAX_MESSAGE
 from conveyor.workers.process import EXIT_CODE_UNKNOWN, JobProcess, Output, ProcessJob
 
-START_TIMEOUT_SECONDS = 60.0
+START_TIMEOUT_SECONDS = 30.0
 
 
 class ForkServerLost(ConnectionError):
@@ -173,17 +173,21 @@ class ForkedProcess(JobProcess):
 
     @classmethod
     async def start(cls, server: ForkServer, job: ProcessJob) -> ForkedProcess:
-        """Fork it; raises ForkServerLost (the job was not run) or OSError."""
+        """Fork it; on ForkServerLost or OSError the job did not run (a child that is
+        never told to go exits at once)."""
         if not job.working_dir.is_dir():
             raise FileNotFoundError(f"No such working directory: {str(job.working_dir)!r}")
-        ours: list[int] = []
-        theirs: list[int] = []
+        ours: list[int] = []  # closed if the start fails
+        theirs: list[int] = []  # the child's ends: closed here once sent
+        pidfd: int | None = None
         try:
-            stdout_r, stdout_w = os.pipe() if job.stream_output else (-1, _devnull())
-            stderr_r, stderr_w = os.pipe()
+            stdout_r = _pipe(ours, theirs) if job.stream_output else -1
+            if stdout_r < 0:
+                theirs.append(os.open(os.devnull, os.O_WRONLY))
+            stderr_r = _pipe(ours, theirs)
             go_r, go_w = os.pipe()
-            ours += [fd for fd in (stdout_r, stderr_r, go_w) if fd >= 0]
-            theirs += [stdout_w, stderr_w, go_r]
+            theirs.append(go_r)
+            ours.append(go_w)
             request = {
                 "argv": job.execute_args,
                 "env": job.env,
@@ -191,20 +195,20 @@ class ForkedProcess(JobProcess):
                 "flow_run": job.flow_run,
             }
             pid, exit_code = await server.fork(request, theirs)
+            pidfd = _pidfd(pid)  # while it waits to go it is alive, and no other's pid
+            output = Output(job.stream_output)
+            stdout = await _reader(stdout_r) if stdout_r >= 0 else None
+            output.follow(stdout, await _reader(stderr_r))
         except BaseException:
-            for fd in ours:
-                os.close(fd)
+            for fd in [*ours, *([pidfd] if pidfd is not None else [])]:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
             raise
         finally:
             for fd in theirs:
                 os.close(fd)
-        try:
-            pidfd: int | None = os.pidfd_open(pid)  # still a child of the fork server
-        except (AttributeError, OSError):
-            pidfd = None
-        output = Output(job.stream_output)
-        output.follow(await _reader(stdout_r) if stdout_r >= 0 else None, await _reader(stderr_r))
-        os.write(go_w, b"g")  # now the child runs
+        with contextlib.suppress(BrokenPipeError):  # it died already: its exit says how
+            os.write(go_w, b"g")
         os.close(go_w)
         return cls(pid, output, exit_code, pidfd)
 
@@ -247,8 +251,19 @@ async def _until_ready(fd: int, *, writable: bool) -> None:
             loop.remove_reader(fd)
 
 
-def _devnull() -> int:
-    return os.open(os.devnull, os.O_WRONLY)
+def _pipe(readers: list[int], writers: list[int]) -> int:
+    """A new pipe, its ends added to the lists; returns the read end."""
+    read, write = os.pipe()
+    readers.append(read)
+    writers.append(write)
+    return read
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # before Linux 5.3: polled instead
+        return None
 
 
 async def _reader(fd: int) -> asyncio.StreamReader:
