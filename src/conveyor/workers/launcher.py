@@ -2,10 +2,11 @@
 plain subprocess otherwise.
 
 A job goes through the fork server when its command is the default one and the
-variables that configure a Python interpreter at start-up (``PYTHON*``, except
-``PYTHONPATH``, which the child applies) are the worker's own: a forked child is that
-interpreter. The fork server starts with the worker and again, on the next job, after
-it died; while it cannot start, jobs run as subprocesses. No job is lost either way.
+variables that configure a Python interpreter at start-up (``PYTHON*`` except
+``PYTHONPATH``, which the child applies; ``LANG`` and ``LC_*``, which set its locale) are
+the worker's own: a forked child is that interpreter. The fork server starts with the
+worker and again, on the next job, after it died; while it cannot start, jobs run as
+subprocesses. No job is lost either way.
 """
 
 from __future__ import annotations
@@ -99,5 +100,12 @@ def forkable(job: ProcessJob) -> bool:
     configured as the worker's."""
     if job.execute_args is None:
         return False
-    names = {n for n in (*job.env, *os.environ) if n.startswith("PYTHON") and n != "PYTHONPATH"}
+    names = {name for name in (*job.env, *os.environ) if _read_at_start(name)}
     return all(job.env.get(name) == os.environ.get(name) for name in names)
+
+
+def _read_at_start(name: str) -> bool:
+    """Whether an interpreter reads this variable only when it starts (the locale too)."""
+    if name == "PYTHONPATH":
+        return False  # the child puts it on sys.path
+    return name.startswith(("PYTHON", "LC_")) or name == "LANG"
