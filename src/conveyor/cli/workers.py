@@ -85,6 +85,10 @@ def start(
             return await worker.work()
         finally:
             await client.aclose()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                # Stopped already: a late signal must not kill the exit that follows.
+                loop.remove_signal_handler(signum)
+                signal.signal(signum, signal.SIG_IGN)
 
     _configure_logging(settings.logging_level)
     where = settings.api_url or "the local database"

@@ -8,8 +8,11 @@ are all idempotent on the server.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
 import random
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -69,6 +72,18 @@ class ServerUnreachable(ConveyorError):
     """The server could not be reached after all retries."""
 
 
+def ssl_context() -> ssl.SSLContext:
+    """The TLS settings every client of this process shares (httpx's defaults, which
+    honour ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``): loading the CA certificates takes a
+    tenth of a second or more, too much to pay for each client, and a run makes two."""
+    return _ssl_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.lru_cache(maxsize=4)
+def _ssl_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    return httpx.create_ssl_context()
+
+
 class ConveyorClient(DeploymentsApi):
     def __init__(
         self,
@@ -86,7 +101,9 @@ class ConveyorClient(DeploymentsApi):
         self.backoff = backoff
         self._timeout = timeout
         self._transport = transport
-        self._http = httpx.AsyncClient(base_url=self.api_url, timeout=timeout, transport=transport)
+        self._http = httpx.AsyncClient(
+            base_url=self.api_url, timeout=timeout, transport=transport, verify=self._verify()
+        )
         self._on_close: list[Callable[[], Awaitable[None]]] = []
 
     async def __aenter__(self) -> ConveyorClient:
@@ -103,6 +120,9 @@ class ConveyorClient(DeploymentsApi):
             await close()
         self._on_close.clear()
 
+    def _verify(self) -> ssl.SSLContext | bool:
+        return True if self._transport is not None else ssl_context()
+
     def on_close(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Run ``callback`` when the client closes (the embedded server's shutdown)."""
         self._on_close.append(callback)
@@ -113,7 +133,9 @@ class ConveyorClient(DeploymentsApi):
         transport = self._transport
         if transport is not None and not isinstance(transport, httpx.BaseTransport):
             return None
-        http = httpx.Client(base_url=self.api_url, timeout=self._timeout, transport=transport)
+        http = httpx.Client(
+            base_url=self.api_url, timeout=self._timeout, transport=transport, verify=self._verify()
+        )
         return BlockingPoster(http, self.api_url, self.retries, self.backoff)
 
     # -- transport ----------------------------------------------------------------------

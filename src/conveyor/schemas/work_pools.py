@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import enum
+import json
 import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,9 @@ _PLACEHOLDER = re.compile(r"\{\{ *([A-Za-z_][A-Za-z0-9_]*) *\}\}")
 # Keywords whose values are instances, not schemas: a "$ref" inside them is data.
 _DATA_KEYWORDS = frozenset({"default", "const", "enum", "examples"})
 
+_GOOD_VARIABLES: set[str] = set()
+_GOOD_VARIABLES_MAX = 256
+
 
 class WorkPoolType(str, enum.Enum):
     PROCESS = "process"
@@ -64,42 +68,15 @@ class BaseJobTemplate(ConveyorModel):
     @field_validator("variables")
     @classmethod
     def _check_variables(cls, variables: dict[str, Any]) -> dict[str, Any]:
-        from jsonschema import Draft202012Validator
-        from jsonschema.exceptions import SchemaError
-        from referencing import Registry
-        from referencing.exceptions import Unresolvable
-        from referencing.jsonschema import DRAFT202012
-
-        try:
-            Draft202012Validator.check_schema(variables)
-        except SchemaError as exc:
-            where = _dotted(["variables", *exc.absolute_path])
-            raise ValueError(f"{where} is not a valid JSON schema: {exc.message}") from None
-        if variables.get("type") != "object":
-            raise ValueError('variables must be the schema of an object ("type": "object")')
-        properties = variables.get("properties", {})
-        for name in variables.get("required", []):
-            if name not in properties:
-                raise ValueError(f"variables.required: {name!r} is not in variables.properties")
-        # An unresolvable $ref would otherwise fail every run that reaches it, not the template.
-        resolver = Registry().with_resource("", DRAFT202012.create_resource(variables)).resolver()
-        for path, ref in _refs(variables, ["variables"]):
-            try:
-                resolver.lookup(ref)
-            except Unresolvable:
-                raise ValueError(
-                    f"{_dotted(path)}: {ref!r} does not resolve within variables"
-                    " (references to other documents are not fetched)"
-                ) from None
-        # A bad default would otherwise surface only when the first run is launched.
-        problems = []
-        validator = _validator({**variables, "required": []})
-        for error in validator.iter_errors(_defaults(variables)):
-            name, *rest = error.absolute_path or ["?"]
-            where = _dotted(["variables", "properties", name, "default", *rest])
-            problems.append(f"{where}: {error.message}")
-        if problems:
-            raise ValueError("; ".join(problems))
+        # Checking a schema costs tens of milliseconds, and a pool's template is validated
+        # again for every run claimed from it (by the server, then by the worker): a
+        # schema that passed is remembered.
+        key = json.dumps(variables, sort_keys=True, default=repr)
+        if key not in _GOOD_VARIABLES:
+            _check_variables_schema(variables)
+            if len(_GOOD_VARIABLES) >= _GOOD_VARIABLES_MAX:
+                _GOOD_VARIABLES.clear()
+            _GOOD_VARIABLES.add(key)
         return variables
 
     @model_validator(mode="after")
@@ -121,6 +98,46 @@ def _defaults(variables: dict[str, Any]) -> dict[str, Any]:
         for name, prop in variables.get("properties", {}).items()
         if isinstance(prop, dict) and "default" in prop  # `true` is a schema too
     }
+
+
+def _check_variables_schema(variables: dict[str, Any]) -> None:
+    """Raise ValueError unless ``variables`` is a usable schema of job variables."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+    from referencing import Registry
+    from referencing.exceptions import Unresolvable
+    from referencing.jsonschema import DRAFT202012
+
+    try:
+        Draft202012Validator.check_schema(variables)
+    except SchemaError as exc:
+        where = _dotted(["variables", *exc.absolute_path])
+        raise ValueError(f"{where} is not a valid JSON schema: {exc.message}") from None
+    if variables.get("type") != "object":
+        raise ValueError('variables must be the schema of an object ("type": "object")')
+    properties = variables.get("properties", {})
+    for name in variables.get("required", []):
+        if name not in properties:
+            raise ValueError(f"variables.required: {name!r} is not in variables.properties")
+    # An unresolvable $ref would otherwise fail every run that reaches it, not the template.
+    resolver = Registry().with_resource("", DRAFT202012.create_resource(variables)).resolver()
+    for path, ref in _refs(variables, ["variables"]):
+        try:
+            resolver.lookup(ref)
+        except Unresolvable:
+            raise ValueError(
+                f"{_dotted(path)}: {ref!r} does not resolve within variables"
+                " (references to other documents are not fetched)"
+            ) from None
+    # A bad default would otherwise surface only when the first run is launched.
+    problems = []
+    validator = _validator({**variables, "required": []})
+    for error in validator.iter_errors(_defaults(variables)):
+        name, *rest = error.absolute_path or ["?"]
+        where = _dotted(["variables", "properties", name, "default", *rest])
+        problems.append(f"{where}: {error.message}")
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 def _validator(schema: dict[str, Any]) -> Validator:

@@ -22,15 +22,17 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from conveyor.client.api import ApiError, ConveyorClient, ServerUnreachable
 from conveyor.deployments.errors import CodeSourceError
 from conveyor.exceptions import JobVariablesError
 from conveyor.schemas.states import TERMINAL_STATE_TYPES, Cancelled, Crashed, State, StateType
 from conveyor.schemas.workers import ClaimedRun, WorkerClaim
+from conveyor.workers.launcher import Launcher
 from conveyor.workers.process import (
+    JobProcess,
     ProcessJob,
-    RunningProcess,
     describe_exit,
     job_from_configuration,
 )
@@ -54,6 +56,8 @@ class WorkerOptions:
     poll_seconds: float = 2.0
     api_url: str | None = None
     """Given to the runs' processes; None: they use the same local database."""
+    fork_server: bool = True
+    """Start runs with the default command through a fork server (``launcher``)."""
 
 
 class Worker:
@@ -61,7 +65,8 @@ class Worker:
         self.client = client
         self.options = options
         self.active: dict[uuid.UUID, asyncio.Task[None]] = {}
-        self.processes: dict[uuid.UUID, RunningProcess] = {}
+        self.processes: dict[uuid.UUID, JobProcess] = {}
+        self.launcher = Launcher(embedded=options.api_url is None, fork_server=options.fork_server)
         self.stop_requested = asyncio.Event()
         self.kill_requested = False
 
@@ -69,6 +74,8 @@ class Worker:
     async def work(self) -> str:
         """Claim and run until stopped; returns the reason it stopped."""
         options = self.options
+        self.launcher.open()
+        await self._until_ready()
         logger.info("Worker %r is polling work pool %r.", options.name, options.pool)
         reason: str | None = None
         while reason is None:
@@ -83,6 +90,7 @@ class Worker:
             if reason is None and self.stop_requested.is_set():
                 reason = "asked to stop"
         await self._drain()
+        await self.launcher.close()
         return reason
 
     def request_stop(self) -> None:
@@ -98,6 +106,16 @@ class Worker:
         logger.warning("Killing %d run(s) in progress.", len(self.processes))
         for process in self.processes.values():
             process.signal_group(signal.SIGKILL)
+
+    async def _until_ready(self) -> None:
+        """Claim nothing before runs can be launched quickly: the fork server is up and
+        what preparing a job imports is imported."""
+        ready: asyncio.Future[Any] = asyncio.gather(
+            self.launcher.ready(), asyncio.to_thread(_warm_up)
+        )
+        stop = asyncio.ensure_future(self.stop_requested.wait())
+        await asyncio.wait([ready, stop], return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
 
     def _room(self) -> int:
         limit = self.options.limit
@@ -173,7 +191,7 @@ class Worker:
         try:
             try:
                 job = await asyncio.to_thread(self._prepare, claimed, scratch)
-                process = await RunningProcess.start(job)
+                process = await self.launcher.start(job)
             except (CodeSourceError, JobVariablesError, OSError, ValueError) as exc:
                 message = f"The worker could not launch the run: {exc}"
                 await self._propose(run.id, Crashed(message=message))
@@ -211,9 +229,10 @@ class Worker:
             code_dir=code_dir,
             scratch_dir=scratch,
             api_url=self.options.api_url,
+            flow_run=claimed.flow_run.model_dump(mode="json"),
         )
 
-    async def _watch(self, run_id: uuid.UUID, process: RunningProcess) -> tuple[int, bool]:
+    async def _watch(self, run_id: uuid.UUID, process: JobProcess) -> tuple[int, bool]:
         """Wait for the process to exit, stopping it if its run is cancelled; returns its
         exit code and whether the worker stopped it for a cancellation."""
         options = self.options
@@ -240,7 +259,7 @@ class Worker:
             return None
 
     async def _report(
-        self, run_id: uuid.UUID, process: RunningProcess, code: int, cancelled: bool
+        self, run_id: uuid.UUID, process: JobProcess, code: int, cancelled: bool
     ) -> None:
         state_type = await self._state_type(run_id)
         how = describe_exit(code)
@@ -273,3 +292,10 @@ class Worker:
             result.status.value,
             state.message,
         )
+
+
+def _warm_up() -> None:
+    from conveyor.deployments.sources import fetch  # noqa: F401
+    from conveyor.schemas.work_pools import default_job_template, resolve_job_variables
+
+    resolve_job_variables(default_job_template("process"))  # imports jsonschema

@@ -15,11 +15,14 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ENV_VAR = "CONVEYOR_FLOW_RUN_ID"
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], flow_run: dict[str, Any] | None = None) -> int:
+    """Run the flow run; ``flow_run`` is the run as the worker claimed it (JSON), which
+    saves reading it from the server (the fork server passes it)."""
     if len(argv) != 2 or not os.environ.get(ENV_VAR):
         print(
             f"usage: {ENV_VAR}=ID python -m conveyor.workers.execute ENTRYPOINT CODE_DIR",
@@ -34,13 +37,17 @@ def main(argv: list[str]) -> int:
     from conveyor.engine import runtime
     from conveyor.engine.concurrency import transport_of
     from conveyor.engine.flow_engine import run_existing_flow_run
+    from conveyor.schemas.api import FlowRunRead
 
     flow = load_flow(entrypoint, Path(code_dir))
     transport = transport_of(runtime.get_recorder())
     if transport is None:
         print("No Conveyor backend to run the flow run against.", file=sys.stderr)
         return 2
-    run = transport.call(lambda client: client.read_flow_run(flow_run_id))
+    if flow_run is not None and flow_run.get("id") == str(flow_run_id):
+        run = FlowRunRead.model_validate(flow_run)
+    else:
+        run = transport.call(lambda client: client.read_flow_run(flow_run_id))
     if run.expected_start_time is not None:
         early = run.expected_start_time - datetime.datetime.now(datetime.timezone.utc)
         time.sleep(max(early.total_seconds(), 0))
