@@ -20,7 +20,7 @@ CONVEYOR = str(Path(sys.executable).parent / "conveyor")
 
 FLOWS = """
 import os, subprocess, sys, time
-from conveyor import flow, task
+from conveyor import flow, get_run_context, task
 
 @task
 def double(x: int) -> int:
@@ -30,6 +30,13 @@ def double(x: int) -> int:
 def doubler(n: int = 1) -> int:
     print("doubling", n, "in", os.getcwd(), "stage", os.environ.get("STAGE"), flush=True)
     return double(n)
+
+@flow
+def marks() -> None:
+    # Fails if this run ever executed before: the mark is created exclusively.
+    run_id = get_run_context().flow_run.id
+    path = os.path.join(os.environ["MARK_DIR"], str(run_id))
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
 
 @flow
 def dies() -> None:
@@ -301,16 +308,23 @@ def test_an_unknown_pool_stops_the_worker_with_the_reason(server: str, tmp_path:
     assert "No work pool named 'no-such-pool'" in stderr
 
 
-@pytest.mark.timeout(120)
-def test_four_workers_run_forty_runs_each_exactly_once(
+@pytest.mark.timeout(300)
+def test_four_workers_run_two_hundred_runs_each_exactly_once(
     server: str, api: Api, pool: str, code: Path, tmp_path: Path
 ) -> None:
-    deployment_id = api.deploy(pool, "doubler", code)
-    run_ids = [api.create_run(deployment_id, parameters={"n": i}) for i in range(40)]
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    deployment_id = api.deploy(pool, "marks", code)
+    run_ids = [api.create_run(deployment_id) for _ in range(200)]
     workers = [
         subprocess.Popen(
-            [CONVEYOR, "worker", "start", "--pool", pool, "--name", f"w{i}", "--limit", "3"],
-            env=_env(tmp_path, CONVEYOR_API_URL=server, CONVEYOR_LOGGING_LEVEL="WARNING"),
+            [CONVEYOR, "worker", "start", "--pool", pool, "--name", f"w{i}", "--limit", "4"],
+            env=_env(
+                tmp_path,
+                CONVEYOR_API_URL=server,
+                CONVEYOR_LOGGING_LEVEL="WARNING",
+                MARK_DIR=str(marks),
+            ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -319,14 +333,20 @@ def test_four_workers_run_forty_runs_each_exactly_once(
     ]
     try:
         runs = [
-            api.wait_for(run_id, "COMPLETED", "FAILED", "CRASHED", timeout=90) for run_id in run_ids
+            api.wait_for(run_id, "COMPLETED", "FAILED", "CRASHED", timeout=240)
+            for run_id in run_ids
         ]
     finally:
         for worker in workers:
             _stop(worker)
     assert {run["state_type"] for run in runs} == {"COMPLETED"}
+    # Each run executed once: one mark each, and no second Pending or Running in its history.
+    assert sorted(p.name for p in marks.iterdir()) == sorted(run_ids)
+    claimed_by = set()
     for run_id in run_ids:
         states = api.http.get(f"/flow_runs/{run_id}/states").json()
         assert [s["type"] for s in states] == ["SCHEDULED", "PENDING", "RUNNING", "COMPLETED"]
+        claimed_by.add(states[1]["message"])  # "Claimed by worker 'w2'."
     workers_seen = api.post(f"/work_pools/{pool}/workers/filter")
     assert {w["name"] for w in workers_seen} == {"w0", "w1", "w2", "w3"}
+    assert len(claimed_by) > 1, "one worker took every run: the test shows nothing about racing"
