@@ -36,7 +36,7 @@ def start(
     console.print(f"Conveyor server on [bold]{url}[/bold]  (API {url}/api, docs {url}/docs)")
     console.print(f"Database: {_masked(settings.effective_database_url)}")
     console.print(f"Point flows at it with: export CONVEYOR_API_URL={url}/api")
-    app = create_app(settings, services=True)
+    app = create_app(settings, services=True, warm_up=True)
     _tune_garbage_collection()
     uvicorn.run(
         app,

@@ -27,12 +27,15 @@ from conveyor.server.database.engine import Database
 from conveyor.settings import Settings
 
 
-def create_app(settings: Settings, *, migrate: bool = True, services: bool = False) -> FastAPI:
+def create_app(
+    settings: Settings, *, migrate: bool = True, services: bool = False, warm_up: bool = False
+) -> FastAPI:
     """The server over ``settings.effective_database_url``, migrated on start-up.
 
     With ``services``, it also runs the background services ``settings.services``
     enables, from start-up to shutdown: ``conveyor server start`` does; the embedded
-    local database and the tests do not."""
+    local database and the tests do not. With ``warm_up``, start-up also does the work
+    its first requests would otherwise do (``server.warm_up``)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -45,6 +48,10 @@ def create_app(settings: Settings, *, migrate: bool = True, services: bool = Fal
         # Made here, not on first use, so that ExpiredLeases wakes the requests the API parks.
         app.state.concurrency_waiters = waiters = concurrency_limits.SlotWaiters()
         app.state.claim_waiters = claims.ClaimWaiters()
+        if warm_up:
+            from conveyor.server import warm_up as warming
+
+            await warming.warm_up(app)
         loops = []
         if services:
             from conveyor.server.services.registry import build_services
