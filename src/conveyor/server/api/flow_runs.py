@@ -5,12 +5,14 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from conveyor.schemas.api import (
     FlowRunCreate,
     FlowRunFilter,
     FlowRunRead,
+    FlowRunResume,
     OrchestrationResult,
     SetState,
     StateRead,
@@ -22,7 +24,10 @@ from conveyor.server.database.engine import Database
 from conveyor.server.models import claims, flow_runs, records
 from conveyor.server.orchestration.policy import (
     FlowRunNotFound,
+    ResumeRefused,
+    RunInputInvalid,
     cancel_flow_run,
+    resume_flow_run,
     set_flow_run_state,
 )
 
@@ -109,6 +114,32 @@ async def cancel(flow_run_id: uuid.UUID, database: DB) -> OrchestrationResult:
         return await database.write(cancel_flow_run, flow_run_id)
     except FlowRunNotFound:
         raise _missing(flow_run_id) from None
+
+
+@router.post(
+    "/{flow_run_id}/resume",
+    response_model=OrchestrationResult,
+    responses={409: {"description": "The run is not paused, or its pause expired."}},
+)
+async def resume(
+    flow_run_id: uuid.UUID, database: DB, body: FlowRunResume | None = None
+) -> OrchestrationResult | JSONResponse:
+    """Resume a paused run: Running again if its process waits (a pause), Scheduled for a
+    worker to run it again if it was suspended. ``run_input`` must fit the schema of the
+    input the pause asked for (422 naming the field, and nothing changes); 409 with the
+    reason if the run is not paused or its pause expired."""
+    run_input = body.run_input if body is not None else None
+    try:
+        return await database.write(resume_flow_run, flow_run_id, run_input)
+    except FlowRunNotFound:
+        raise _missing(flow_run_id) from None
+    except ResumeRefused as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except RunInputInvalid as exc:
+        details = [{"field": field, "message": message} for field, message in exc.errors]
+        return JSONResponse(
+            status_code=422, content={"detail": f"Invalid request: {exc}", "errors": details}
+        )
 
 
 @router.post("/{flow_run_id}/heartbeat", status_code=status.HTTP_204_NO_CONTENT)
