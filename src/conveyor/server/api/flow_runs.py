@@ -17,11 +17,13 @@ from conveyor.schemas.api import (
     SetState,
     StateRead,
 )
+from conveyor.server.api import claims
 from conveyor.server.api.deps import get_database
 from conveyor.server.api.json_body import openapi_body, parse
 from conveyor.server.database import orm
 from conveyor.server.database.engine import Database
-from conveyor.server.models import claims, flow_runs, records
+from conveyor.server.models import claims as claim_models
+from conveyor.server.models import flow_runs, records
 from conveyor.server.orchestration.policy import (
     FlowRunNotFound,
     ResumeRefused,
@@ -122,7 +124,7 @@ async def cancel(flow_run_id: uuid.UUID, database: DB) -> OrchestrationResult:
     responses={409: {"description": "The run is not paused, or its pause expired."}},
 )
 async def resume(
-    flow_run_id: uuid.UUID, database: DB, body: FlowRunResume | None = None
+    flow_run_id: uuid.UUID, request: Request, database: DB, body: FlowRunResume | None = None
 ) -> OrchestrationResult | JSONResponse:
     """Resume a paused run: Running again if its process waits (a pause), Scheduled for a
     worker to run it again if it was suspended. ``run_input`` must fit the schema of the
@@ -130,7 +132,7 @@ async def resume(
     reason if the run is not paused or its pause expired."""
     run_input = body.run_input if body is not None else None
     try:
-        return await database.write(resume_flow_run, flow_run_id, run_input)
+        result = await database.write(resume_flow_run, flow_run_id, run_input)
     except FlowRunNotFound:
         raise _missing(flow_run_id) from None
     except ResumeRefused as exc:
@@ -140,13 +142,16 @@ async def resume(
         return JSONResponse(
             status_code=422, content={"detail": f"Invalid request: {exc}", "errors": details}
         )
+    if result.state is not None and result.state.is_scheduled():
+        claims.claim_waiters(request).notify()  # a suspended run is due again: claim it
+    return result
 
 
 @router.post("/{flow_run_id}/heartbeat", status_code=status.HTTP_204_NO_CONTENT)
 async def heartbeat(flow_run_id: uuid.UUID, database: DB) -> Response:
     """The process (or worker) running the run is alive: stamps ``last_heartbeat``."""
     now = datetime.datetime.now(datetime.timezone.utc)
-    if not await database.write(claims.flow_run_heartbeat, flow_run_id, now):
+    if not await database.write(claim_models.flow_run_heartbeat, flow_run_id, now):
         raise _missing(flow_run_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
