@@ -68,6 +68,12 @@ class StateDetailsIn(TypedDict, total=False):
     cache_expiration: AwareDatetime | None
     run_count: int | None
     transition_id: uuid.UUID | None
+    # Pauses are flow-run states, never a task run's; here so the wire type stays whole.
+    pause_timeout: AwareDatetime | None
+    pause_reschedule: bool | None
+    pause_key: str | None
+    run_input_schema: dict[str, Any] | None
+    run_input: dict[str, Any] | None
 
 
 @with_config(_FORBID_EXTRA)
