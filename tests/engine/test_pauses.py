@@ -235,3 +235,43 @@ def test_pausing_outside_a_flow_or_in_a_task_or_without_a_backend_is_refused() -
     # The engine tests run with CONVEYOR_BACKEND=none: nobody could resume it.
     with pytest.raises(PauseError, match="needs a backend"):
         unrecorded()
+
+
+def test_a_subflow_pauses_while_its_parent_runs(backend: ApiTransport) -> None:
+    ids: list[uuid.UUID] = []
+
+    @flow
+    def child() -> int:
+        ids.append(get_run_context().flow_run.id)  # type: ignore[union-attr]
+        answer = pause_flow_run(timeout=30, wait_for_input=Approval)
+        return 1 if answer.approved else 0
+
+    @flow
+    def parent() -> int:
+        return child() + 1
+
+    resumer = when_paused(backend, ids, lambda run_id: resume_flow_run(run_id, {"approved": True}))
+    assert parent() == 2
+    resumer.join()
+    runs = backend.call(lambda client: client.filter_flow_runs())
+    assert {run.flow_name: run.state_type for run in runs} == {
+        "parent": StateType.COMPLETED,
+        "child": StateType.COMPLETED,
+    }
+
+
+def test_an_async_flow_can_pause(backend: ApiTransport) -> None:
+    import asyncio
+
+    ids: list[uuid.UUID] = []
+
+    @flow
+    async def waits() -> str:
+        ids.append(get_run_context().flow_run.id)  # type: ignore[union-attr]
+        pause_flow_run(timeout=30, key="gate")  # blocks this flow's event loop meanwhile
+        await asyncio.sleep(0)
+        return "went on"
+
+    resumer = when_paused(backend, ids, resume_flow_run)
+    assert asyncio.run(waits()) == "went on"
+    resumer.join()
