@@ -275,3 +275,24 @@ def test_an_async_flow_can_pause(backend: ApiTransport) -> None:
     resumer = when_paused(backend, ids, resume_flow_run)
     assert asyncio.run(waits()) == "went on"
     resumer.join()
+
+
+def test_a_paused_run_ended_by_someone_else_keeps_that_outcome(backend: ApiTransport) -> None:
+    from conveyor.states import Crashed
+
+    ids: list[uuid.UUID] = []
+
+    @flow
+    def waits() -> None:
+        ids.append(get_run_context().flow_run.id)  # type: ignore[union-attr]
+        pause_flow_run(timeout=30)
+
+    def crash(run_id: uuid.UUID) -> Any:
+        return backend.call(lambda client: client.set_flow_run_state(run_id, Crashed()))
+
+    crasher = when_paused(backend, ids, crash)
+    state = waits(return_state=True)
+    crasher.join()
+    assert state.is_crashed()
+    with pytest.raises(PauseError, match="became Crashed while paused"):
+        state.result()

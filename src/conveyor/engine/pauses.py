@@ -30,7 +30,15 @@ from pydantic import BaseModel
 from conveyor.engine.cancellation import FlowRunCancelled
 from conveyor.engine.context import FlowRunContext, flow_run_context, task_run_context
 from conveyor.exceptions import CancelledRun, ConveyorError, PausedRunTimeout, PauseError
-from conveyor.schemas.states import Cancelled, Failed, Paused, State, StateType, Suspended
+from conveyor.schemas.states import (
+    TERMINAL_STATE_TYPES,
+    Cancelled,
+    Failed,
+    Paused,
+    State,
+    StateType,
+    Suspended,
+)
 
 if TYPE_CHECKING:
     from conveyor.client.transport import ApiTransport
@@ -248,7 +256,13 @@ def _wait(
             raise FlowRunCancelled(f"Flow run {run_id} was cancelled while paused.")
         if run.state_type is StateType.FAILED:
             break  # the server's pauses service expired it first
-        raise PauseError(f"Flow run {run_id} became {run.state_name} while paused.")
+        ended = PauseError(f"Flow run {run_id} became {run.state_name} while paused.")
+        if run.state_type in TERMINAL_STATE_TYPES:
+            # Ended by someone else (e.g. the reaper): that stands as the run's outcome.
+            context.ended = State(
+                type=run.state_type, name=run.state_name, message=str(ended), data=ended
+            )
+        raise ended
     error = PausedRunTimeout(
         f"Flow run {context.flow_run.name!r} was paused (pause {key!r}) and not resumed "
         f"before its pause expired at {deadline.isoformat(timespec='seconds')}."
