@@ -117,8 +117,15 @@ class TaskRunIn(TypedDict):
 
 # State details the record itself implies; never sent, never stored.
 IMPLIED_DETAILS = frozenset({"flow_run_id", "task_run_id"})
+# Details only a flow run's states have (pauses): a task run's never carry them, so the
+# encoder of task-run states (a hot path) does not look.
+FLOW_RUN_ONLY_DETAILS = frozenset(
+    {"pause_timeout", "pause_reschedule", "pause_key", "run_input_schema", "run_input"}
+)
 _SENT_DETAILS = tuple(
-    f.name for f in dataclasses.fields(StateDetails) if f.name not in IMPLIED_DETAILS
+    f.name
+    for f in dataclasses.fields(StateDetails)
+    if f.name not in IMPLIED_DETAILS | FLOW_RUN_ONLY_DETAILS
 )
 
 
