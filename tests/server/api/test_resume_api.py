@@ -115,6 +115,10 @@ async def test_resuming_a_suspension_schedules_the_run_again(
     assert (result["state"]["type"], result["state"]["name"]) == ("SCHEDULED", "Resumed")
     assert result["state"]["state_details"]["scheduled_time"] is not None
     assert (await _run(client, run_id))["state_type"] == "SCHEDULED"
+    # Run again, it is the same attempt going on: suspending uses up no retries.
+    for state_type in ("PENDING", "RUNNING"):
+        assert (await _propose(client, run_id, {"type": state_type}))["status"] == "ACCEPT"
+    assert (await _run(client, run_id))["run_count"] == 1
 
 
 async def test_only_a_paused_run_with_a_live_pause_can_be_resumed(

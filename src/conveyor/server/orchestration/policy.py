@@ -203,6 +203,9 @@ def resume_flow_run(
         raise ResumeRefused(result.reason or "The run could not be resumed.")
     if details.pause_reschedule:
         run.worker_id = None  # any worker of its pool may claim it, as after a reschedule
+        # Its next start (Pending -> Running) goes on with the same attempt, as a resumed
+        # pause does: being suspended must not use up the retries the server grants.
+        run.run_count = max(run.run_count - 1, 0)
     return result
 
 
