@@ -376,6 +376,11 @@ class FlowRunResume(Input):
     run_input: dict[str, Any] | None = None
     """Checked against the JSON schema the pause gave (its ``wait_for_input`` model)."""
 
+    @classmethod
+    def from_json(cls, raw: bytes) -> FlowRunResume:
+        """The body; an empty one is no input (``POST .../resume`` with nothing)."""
+        return model_from_json(cls, raw) if raw.strip() else cls()
+
 
 class SetState(Input):
     state: State

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
@@ -41,6 +41,12 @@ def _read(run: orm.FlowRun, flow_name: str | None) -> FlowRunRead:
     out = FlowRunRead.model_validate(run)
     out.flow_name = flow_name
     return out
+
+
+def _optional(extra: dict[str, Any]) -> dict[str, Any]:
+    """``openapi_body`` for a body that may be left out."""
+    extra["requestBody"]["required"] = False
+    return extra
 
 
 def _missing(flow_run_id: uuid.UUID) -> HTTPException:
@@ -122,15 +128,16 @@ async def cancel(flow_run_id: uuid.UUID, database: DB) -> OrchestrationResult:
     "/{flow_run_id}/resume",
     response_model=OrchestrationResult,
     responses={409: {"description": "The run is not paused, or its pause expired."}},
+    openapi_extra=_optional(openapi_body(FlowRunResume)),
 )
 async def resume(
-    flow_run_id: uuid.UUID, request: Request, database: DB, body: FlowRunResume | None = None
+    flow_run_id: uuid.UUID, request: Request, database: DB
 ) -> OrchestrationResult | JSONResponse:
     """Resume a paused run: Running again if its process waits (a pause), Scheduled for a
     worker to run it again if it was suspended. ``run_input`` must fit the schema of the
     input the pause asked for (422 naming the field, and nothing changes); 409 with the
     reason if the run is not paused or its pause expired."""
-    run_input = body.run_input if body is not None else None
+    run_input = parse(await request.body(), FlowRunResume.from_json).run_input
     try:
         result = await database.write(resume_flow_run, flow_run_id, run_input)
     except FlowRunNotFound:
