@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from conveyor.engine.futures import ConveyorFuture, as_completed, wait
     from conveyor.engine.inputs import allow_failure, unmapped
     from conveyor.engine.options import exponential_backoff
+    from conveyor.engine.pauses import pause_flow_run, resume_flow_run, suspend_flow_run
     from conveyor.engine.run_logging import get_run_logger
     from conveyor.engine.tasks import Task, task
     from conveyor.schemas.states import State, StateType
@@ -75,9 +76,12 @@ _WHERE = {
     "flow": "conveyor.engine.flows",
     "get_run_context": "conveyor.engine.context",
     "get_run_logger": "conveyor.engine.run_logging",
+    "pause_flow_run": "conveyor.engine.pauses",
     "rate_limit": "conveyor.engine.concurrency",
+    "resume_flow_run": "conveyor.engine.pauses",
     "run_deployment": "conveyor.deployments.run",
     "serve": "conveyor.deployments.serve",
+    "suspend_flow_run": "conveyor.engine.pauses",
     "tags": "conveyor.engine.context",
     "task": "conveyor.engine.tasks",
     "unmapped": "conveyor.engine.inputs",
@@ -114,9 +118,12 @@ __all__ = [
     "flow",
     "get_run_context",
     "get_run_logger",
+    "pause_flow_run",
     "rate_limit",
+    "resume_flow_run",
     "run_deployment",
     "serve",
+    "suspend_flow_run",
     "tags",
     "task",
     "unmapped",

@@ -69,5 +69,17 @@ class NotInFlowError(ConveyorError, RuntimeError):
     """An operation that needs a running flow was called outside of one."""
 
 
+class PauseError(ConveyorError, RuntimeError):
+    """A flow run cannot be paused or suspended as asked (outside a flow, in a task, without
+    a backend, or a suspension of a run that no deployment can start again)."""
+
+
 class CancelledRun(ConveyorError):
     """The flow run was cancelled (``conveyor flow-run cancel``) before it finished."""
+
+
+# -- control signals: not errors of Conveyor's, so not ConveyorErrors ----------------------
+class PausedRunTimeout(Exception):
+    """Raised by ``pause_flow_run`` (and ``suspend_flow_run``) when nobody resumed the run
+    before its pause expired. The run is already Failed when this is raised: catching it
+    lets the flow clean up, but not succeed."""

@@ -53,6 +53,7 @@ DEFAULT_SERVICE_INTERVALS: Mapping[str, float] = {
     "scheduler": 30.0,
     "reaper": 5.0,
     "rescheduler": 10.0,
+    "pauses": 5.0,
 }
 SERVICE_NAMES = tuple(DEFAULT_SERVICE_INTERVALS)
 _SERVICES = "CONVEYOR_SERVER_SERVICES"

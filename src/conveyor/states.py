@@ -26,6 +26,7 @@ from conveyor.schemas.states import (
     State,
     StateDetails,
     StateType,
+    Suspended,
     TimedOut,
 )
 
@@ -48,5 +49,6 @@ __all__ = [
     "State",
     "StateDetails",
     "StateType",
+    "Suspended",
     "TimedOut",
 ]

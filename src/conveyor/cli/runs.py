@@ -200,6 +200,35 @@ def flow_run_cancel(flow_run_id: str = typer.Argument(..., help="The flow run's 
         )
 
 
+@flow_run_app.command("resume")
+def flow_run_resume(
+    flow_run_id: str = typer.Argument(..., help="The flow run's id."),
+    run_input: Annotated[
+        str | None,
+        typer.Option("--input", help="The input the pause waits for, as a JSON object."),
+    ] = None,
+) -> None:
+    """Resume a paused run (Running again), or a suspended one (Scheduled to run again)."""
+    import json
+
+    from conveyor.cli.main import fail
+
+    run_id = _parse_id(flow_run_id, "flow run")
+    value: dict[str, Any] | None = None
+    if run_input is not None:
+        try:
+            value = json.loads(run_input)
+        except ValueError as exc:
+            fail(f"--input is not JSON: {exc}")
+        if not isinstance(value, dict):
+            fail(f"--input must be a JSON object, not {type(value).__name__}: {run_input}")
+    result = _with_client(lambda client: client.resume_flow_run(run_id, value))
+    if result.state is not None and result.state.is_scheduled():
+        typer.echo(f"Resumed flow run {run_id}: scheduled to run again.")
+    else:
+        typer.echo(f"Resumed flow run {run_id}.")
+
+
 @flow_run_app.command("delete")
 def flow_run_delete(flow_run_id: str = typer.Argument(..., help="The flow run's id.")) -> None:
     """Delete a flow run with its task runs, states and logs."""

@@ -38,6 +38,7 @@ from conveyor.schemas.api import (
     FlowRunCreate,
     FlowRunFilter,
     FlowRunRead,
+    FlowRunResume,
     LogFilter,
     LogRead,
     OrchestrationResult,
@@ -204,6 +205,16 @@ class ConveyorClient(DeploymentsApi):
     async def cancel_flow_run(self, flow_run_id: uuid.UUID) -> OrchestrationResult:
         """Cancelled at once if not started; Cancelling until its engine stops if running."""
         data = await self.request("POST", f"/flow_runs/{flow_run_id}/cancel")
+        return OrchestrationResult.model_validate(data)
+
+    async def resume_flow_run(
+        self, flow_run_id: uuid.UUID, run_input: dict[str, Any] | None = None
+    ) -> OrchestrationResult:
+        """Resume a paused run with ``run_input`` (the input its pause asked for, if any):
+        Running again, or Scheduled if it was suspended. ``ApiError`` 422 naming the field
+        when the input does not fit, 409 when the run is not paused or its pause expired."""
+        body = FlowRunResume(run_input=run_input)
+        data = await self.request("POST", f"/flow_runs/{flow_run_id}/resume", body)
         return OrchestrationResult.model_validate(data)
 
     async def flow_run_heartbeat(self, flow_run_id: uuid.UUID) -> None:

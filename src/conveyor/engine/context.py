@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from conveyor.engine.serializers import Serializer
     from conveyor.engine.tasks import Task
     from conveyor.schemas.runs import FlowRun, TaskRun
+    from conveyor.schemas.states import State
     from conveyor.task_runners.base import TaskRunner
 
 
@@ -52,6 +53,9 @@ class FlowRunContext:
     futures: list[ConveyorFuture[Any]] = field(default_factory=list)
     cancel_requested: threading.Event | None = None
     """Set when the run (or the top-level run it belongs to) is being cancelled."""
+    ended: State | None = None
+    """The final state the server already gave the run while it ran (its pause expired, or
+    it was cancelled while paused): the run's outcome, whatever its function does next."""
     _task_counters: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -39,6 +39,7 @@ from conveyor.engine.ids import new_id
 from conveyor.engine.inputs import iter_leaves, walk
 from conveyor.engine.names import generate_run_name
 from conveyor.engine.options import delay_for_attempt
+from conveyor.engine.pauses import FlowRunSuspended
 from conveyor.engine.run_logging import configure_logging, run_log_extra
 from conveyor.exceptions import (
     CancelledRun,
@@ -304,6 +305,10 @@ class FlowRunEngine:
         return store.write(str(self.flow_run.id), value)
 
     def fail(self, exc: BaseException) -> State | None:
+        if isinstance(exc, FlowRunSuspended):
+            # Suspended: this execution ends here, the run waits (Suspended) for a resume
+            # that schedules it again. No final state, no retry, no hooks.
+            return exc.state
         if isinstance(exc, FlowRunCancelled):
             error = CancelledRun(str(exc))
             return self.conclude(Cancelled(data=error, message=str(exc)))
@@ -319,6 +324,13 @@ class FlowRunEngine:
 
     def conclude(self, candidate: State) -> State | None:
         """Propose a final state, or AwaitingRetry (returning None) when retries remain."""
+        ended = self.context.ended if self.context is not None else None
+        if ended is not None:
+            # The server already ended the run while it was paused (expired, cancelled):
+            # that is its outcome, whatever the function did after.
+            self.log_finished(ended)
+            self.state = ended
+            return ended
         if candidate.type is StateType.FAILED and self.run_count <= self.flow.retries:
             self.retry_delay = delay_for_attempt(self.flow.retry_delays, self.run_count, None)
             logger.warning(
@@ -440,7 +452,7 @@ def flow_run_steps(engine: FlowRunEngine) -> Steps:
     if hooks:
         yield RunHooks(hooks, (flow, engine.flow_run, state), engine.log_extra())
     engine.log_final()
-    if error is not None and not isinstance(error, (Exception, FlowRunCancelled)):
+    if error is not None and not isinstance(error, (Exception, FlowRunCancelled, FlowRunSuspended)):
         raise error
     return state
 

@@ -370,6 +370,18 @@ class RecordBatch(BaseModel):
         return model_from_json(cls, raw)
 
 
+class FlowRunResume(Input):
+    """``POST /api/flow_runs/{id}/resume``: the input the paused run waits for, if any."""
+
+    run_input: dict[str, Any] | None = None
+    """Checked against the JSON schema the pause gave (its ``wait_for_input`` model)."""
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> FlowRunResume:
+        """The body; an empty one is no input (``POST .../resume`` with nothing)."""
+        return model_from_json(cls, raw) if raw.strip() else cls()
+
+
 class SetState(Input):
     state: State
     force: bool = False

@@ -68,6 +68,12 @@ class StateDetailsIn(TypedDict, total=False):
     cache_expiration: AwareDatetime | None
     run_count: int | None
     transition_id: uuid.UUID | None
+    # Pauses are flow-run states, never a task run's; here so the wire type stays whole.
+    pause_timeout: AwareDatetime | None
+    pause_reschedule: bool | None
+    pause_key: str | None
+    run_input_schema: dict[str, Any] | None
+    run_input: dict[str, Any] | None
 
 
 @with_config(_FORBID_EXTRA)
@@ -111,8 +117,15 @@ class TaskRunIn(TypedDict):
 
 # State details the record itself implies; never sent, never stored.
 IMPLIED_DETAILS = frozenset({"flow_run_id", "task_run_id"})
+# Details only a flow run's states have (pauses): a task run's never carry them, so the
+# encoder of task-run states (a hot path) does not look.
+FLOW_RUN_ONLY_DETAILS = frozenset(
+    {"pause_timeout", "pause_reschedule", "pause_key", "run_input_schema", "run_input"}
+)
 _SENT_DETAILS = tuple(
-    f.name for f in dataclasses.fields(StateDetails) if f.name not in IMPLIED_DETAILS
+    f.name
+    for f in dataclasses.fields(StateDetails)
+    if f.name not in IMPLIED_DETAILS | FLOW_RUN_ONLY_DETAILS
 )
 
 

@@ -77,6 +77,15 @@ class StateDetails:
     cache_expiration: AwareDatetime | None = None
     run_count: int | None = None
     transition_id: uuid.UUID | None = None
+    # Pauses (a PAUSED state): when the pause expires, whether resuming schedules the run
+    # again (a suspension, whose process exited) or wakes its waiting process, the pause's
+    # key, and the JSON schema of the input a resume must give (None: no input).
+    pause_timeout: AwareDatetime | None = None
+    pause_reschedule: bool | None = None
+    pause_key: str | None = None
+    run_input_schema: dict[str, Any] | None = None
+    # The state a resume makes (Resumed) carries the pause's key and the input given.
+    run_input: dict[str, Any] | None = None
 
 
 class MissingResultError(Exception):
@@ -231,6 +240,10 @@ def Retrying(message: str | None = None) -> State:
 
 def Paused(name: str | None = None, message: str | None = None) -> State:
     return _state(StateType.PAUSED, name, message)
+
+
+def Suspended(message: str | None = None) -> State:
+    return _state(StateType.PAUSED, "Suspended", message)
 
 
 def Cancelling(message: str | None = None) -> State:

@@ -261,10 +261,18 @@ class Worker:
     async def _report(
         self, run_id: uuid.UUID, process: JobProcess, code: int, cancelled: bool
     ) -> None:
-        state_type = await self._state_type(run_id)
+        try:
+            read = await self.client.read_flow_run(run_id)
+            state_type, state_name = read.state_type, read.state_name
+        except (ApiError, ServerUnreachable):
+            state_type = state_name = None
         how = describe_exit(code)
         if state_type in TERMINAL_STATE_TYPES:
             logger.info("Flow run %s ended %s; its process %s.", run_id, state_type.value, how)
+            return
+        if state_type is StateType.PAUSED and state_name == "Suspended":
+            # suspend_flow_run: the process exits on purpose; a resume schedules the run.
+            logger.info("Flow run %s is suspended; its process %s.", run_id, how)
             return
         if cancelled or state_type is StateType.CANCELLING:
             message = f"Cancelled: the worker stopped its process, which {how}."

@@ -3,8 +3,9 @@ launched, named by ``CONVEYOR_FLOW_RUN_ID``.
 
 Loads the flow from the code (never from the server), reads the run's parameters, waits
 for its scheduled time if the worker started it early, and runs it as that run. Exit
-code 0 when the run completed, 1 otherwise; an error before the run starts leaves a
-traceback on stderr, which the worker puts in the Crashed state it then records.
+code 0 when the run completed (or suspended itself), 1 otherwise; an error before the run
+starts leaves a traceback on stderr, which the worker puts in the Crashed state it then
+records.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def main(argv: list[str], flow_run: dict[str, Any] | None = None) -> int:
         early = run.expected_start_time - datetime.datetime.now(datetime.timezone.utc)
         time.sleep(max(early.total_seconds(), 0))
     state = run_existing_flow_run(flow, flow_run_id, run.parameters, name=run.name)
-    return 0 if state is not None and state.is_completed() else 1
+    suspended = state is not None and state.is_paused()  # suspend_flow_run: ends on purpose
+    return 0 if state is not None and (state.is_completed() or suspended) else 1
 
 
 if __name__ == "__main__":

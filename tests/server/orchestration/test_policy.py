@@ -27,7 +27,11 @@ from conveyor.schemas.states import (
 )
 from conveyor.server.database.engine import Database
 from conveyor.server.models import flow_runs
-from conveyor.server.orchestration.policy import FlowRunNotFound, set_flow_run_state
+from conveyor.server.orchestration.policy import (
+    FlowRunNotFound,
+    resume_flow_run,
+    set_flow_run_state,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -262,9 +266,14 @@ async def test_a_claimed_or_started_run_cannot_be_claimed_or_started_again(
 
 async def test_ordinary_moves_are_accepted(database: Database, new_run: NewRun) -> None:
     run_id = await new_run(state=Scheduled(T0))
-    for state in (Pending(), Running(), Paused(), Running(name="Resumed"), Completed()):
+    for state in (Pending(), Running(), Paused()):
         assert (await propose(database, run_id, state, now=T0)).status is ACCEPT, state
-    assert await current(database, run_id) == ("COMPLETED", "Completed", 2)
+    # A paused run goes on only through a resume, which is the same attempt going on.
+    resumed = await database.write(resume_flow_run, run_id, None, now=T0)
+    assert resumed.status is ACCEPT and resumed.state is not None
+    assert resumed.state.name == "Resumed"
+    assert (await propose(database, run_id, Completed(), now=T0)).status is ACCEPT
+    assert await current(database, run_id) == ("COMPLETED", "Completed", 1)
 
 
 async def test_an_unknown_run_raises_not_found(database: Database) -> None:

@@ -22,6 +22,7 @@ ALWAYS_ON = [
     "scheduler",
     "reaper",
     "rescheduler",
+    "pauses",
 ]
 
 

@@ -2,27 +2,34 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from conveyor.schemas.api import (
     FlowRunCreate,
     FlowRunFilter,
     FlowRunRead,
+    FlowRunResume,
     OrchestrationResult,
     SetState,
     StateRead,
 )
+from conveyor.server.api import claims
 from conveyor.server.api.deps import get_database
 from conveyor.server.api.json_body import openapi_body, parse
 from conveyor.server.database import orm
 from conveyor.server.database.engine import Database
-from conveyor.server.models import claims, flow_runs, records
+from conveyor.server.models import claims as claim_models
+from conveyor.server.models import flow_runs, records
 from conveyor.server.orchestration.policy import (
     FlowRunNotFound,
+    ResumeRefused,
+    RunInputInvalid,
     cancel_flow_run,
+    resume_flow_run,
     set_flow_run_state,
 )
 
@@ -34,6 +41,12 @@ def _read(run: orm.FlowRun, flow_name: str | None) -> FlowRunRead:
     out = FlowRunRead.model_validate(run)
     out.flow_name = flow_name
     return out
+
+
+def _optional(extra: dict[str, Any]) -> dict[str, Any]:
+    """``openapi_body`` for a body that may be left out."""
+    extra["requestBody"]["required"] = False
+    return extra
 
 
 def _missing(flow_run_id: uuid.UUID) -> HTTPException:
@@ -111,11 +124,41 @@ async def cancel(flow_run_id: uuid.UUID, database: DB) -> OrchestrationResult:
         raise _missing(flow_run_id) from None
 
 
+@router.post(
+    "/{flow_run_id}/resume",
+    response_model=OrchestrationResult,
+    responses={409: {"description": "The run is not paused, or its pause expired."}},
+    openapi_extra=_optional(openapi_body(FlowRunResume)),
+)
+async def resume(
+    flow_run_id: uuid.UUID, request: Request, database: DB
+) -> OrchestrationResult | JSONResponse:
+    """Resume a paused run: Running again if its process waits (a pause), Scheduled for a
+    worker to run it again if it was suspended. ``run_input`` must fit the schema of the
+    input the pause asked for (422 naming the field, and nothing changes); 409 with the
+    reason if the run is not paused or its pause expired."""
+    run_input = parse(await request.body(), FlowRunResume.from_json).run_input
+    try:
+        result = await database.write(resume_flow_run, flow_run_id, run_input)
+    except FlowRunNotFound:
+        raise _missing(flow_run_id) from None
+    except ResumeRefused as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except RunInputInvalid as exc:
+        details = [{"field": field, "message": message} for field, message in exc.errors]
+        return JSONResponse(
+            status_code=422, content={"detail": f"Invalid request: {exc}", "errors": details}
+        )
+    if result.state is not None and result.state.is_scheduled():
+        claims.claim_waiters(request).notify()  # a suspended run is due again: claim it
+    return result
+
+
 @router.post("/{flow_run_id}/heartbeat", status_code=status.HTTP_204_NO_CONTENT)
 async def heartbeat(flow_run_id: uuid.UUID, database: DB) -> Response:
     """The process (or worker) running the run is alive: stamps ``last_heartbeat``."""
     now = datetime.datetime.now(datetime.timezone.utc)
-    if not await database.write(claims.flow_run_heartbeat, flow_run_id, now):
+    if not await database.write(claim_models.flow_run_heartbeat, flow_run_id, now):
         raise _missing(flow_run_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

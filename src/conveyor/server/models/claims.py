@@ -23,7 +23,10 @@ from conveyor.schemas.states import StateType
 from conveyor.server.database import orm
 from conveyor.server.models.errors import NotFound
 
-# Runs that hold a slot of their queue's and pool's concurrency limits.
+# Runs that hold a slot of their queue's and pool's concurrency limits. Not PAUSED ones: a
+# run waiting for a person (maybe for days) must not keep others from running; a resumed
+# pause goes on at once (its process is there) even if the count then passes the limit,
+# and a resumed suspension is Scheduled and claimed within the limits like any run.
 ACTIVE_STATES = (StateType.PENDING.value, StateType.RUNNING.value, StateType.CANCELLING.value)
 
 

@@ -131,6 +131,7 @@ def record_state(session: Session, run: orm.FlowRun, state: State) -> orm.FlowRu
     row = state_row(run.id, state)
     session.add(row)
     now = datetime.datetime.now(datetime.timezone.utc)
+    was_paused = run.state_type == StateType.PAUSED.value
     run.state_type = row.type
     run.state_name = row.name
     run.state_timestamp = row.timestamp
@@ -140,7 +141,8 @@ def record_state(session: Session, run: orm.FlowRun, state: State) -> orm.FlowRu
         run.expected_start_time = state.state_details.scheduled_time
     elif run.expected_start_time is None:
         run.expected_start_time = state.timestamp
-    if state.type is StateType.RUNNING:
+    if state.type is StateType.RUNNING and not was_paused:
+        # A pause resumed is the same attempt going on, not a new one (retries count these).
         run.run_count += 1
         if run.start_time is None:
             run.start_time = state.timestamp

@@ -21,6 +21,7 @@ from conveyor.server.database import orm
 LATE_STATE_NAME = "Late"
 RESCHEDULED_STATE_NAME = "Rescheduled"
 AWAITING_RETRY_STATE_NAME = "AwaitingRetry"
+SUSPENDED_STATE_NAME = "Suspended"
 
 # Runs that have not finished and are not already being cancelled.
 CANCELLABLE = (StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED)
@@ -145,6 +146,12 @@ def _silent_since(before: datetime.datetime) -> Any:
                 run.state_type == StateType.SCHEDULED.value,
                 run.state_name == AWAITING_RETRY_STATE_NAME,
             ),
+            # Paused: its process waits for the resume and heartbeats meanwhile. Not a
+            # suspended run, whose process exited on purpose (the pauses service ends it).
+            and_(
+                run.state_type == StateType.PAUSED.value,
+                run.state_name != SUSPENDED_STATE_NAME,
+            ),
         ),
         or_(run.worker_id.is_not(None), run.last_heartbeat.is_not(None)),
         or_(run.last_heartbeat.is_(None), run.last_heartbeat < before),
@@ -153,7 +160,8 @@ def _silent_since(before: datetime.datetime) -> Any:
 
 
 def silent_run_ids(session: Session, before: datetime.datetime, limit: int) -> list[uuid.UUID]:
-    """Pending, Running or AwaitingRetry runs whose heartbeats stopped before ``before``."""
+    """Pending, Running, AwaitingRetry or Paused (not Suspended) runs whose heartbeats
+    stopped before ``before``."""
     query = select(orm.FlowRun.id).where(_silent_since(before)).limit(limit)
     return list(session.execute(query).scalars())
 
@@ -195,3 +203,28 @@ def rescheduled_count(session: Session, run_id: uuid.UUID) -> int:
         state.flow_run_id == run_id, state.name == RESCHEDULED_STATE_NAME
     )
     return int(session.execute(query).scalar_one())
+
+
+def paused_runs(
+    session: Session, after: uuid.UUID | None, limit: int
+) -> list[tuple[uuid.UUID, datetime.datetime | None]]:
+    """Up to ``limit`` Paused or Suspended runs with ids above ``after``, by id, each with
+    its pause's deadline. The deadline lives in the state's details (JSON), so it is read
+    here and compared in Python, the same way on both databases; a caller pages through
+    all paused runs (they are few: runs waiting for people) a batch per pass."""
+    from conveyor.server.models.flow_runs import state_from_row
+
+    run, state = orm.FlowRun, orm.FlowRunState
+    query = (
+        select(run.id, state)
+        .join(state, state.id == run.state_id)
+        .where(run.state_type == StateType.PAUSED.value)
+        .order_by(run.id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(run.id > after)
+    return [
+        (run_id, state_from_row(row).state_details.pause_timeout)
+        for run_id, row in session.execute(query).all()
+    ]

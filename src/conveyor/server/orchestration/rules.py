@@ -34,6 +34,8 @@ class TransitionContext:
     reason: str | None = None
     delay_seconds: float | None = None
     decided_by: str | None = None
+    resuming: bool = False
+    """The proposal is a resume of a paused run (``policy.resume_flow_run``)."""
 
     @property
     def initial_type(self) -> StateType | None:
@@ -154,3 +156,43 @@ class RetryFailedFlowRuns(Rule):
         when = ctx.now + datetime.timedelta(seconds=run.retry_delay_seconds)
         retry = AwaitingRetry(scheduled_time=when, message=ctx.proposed.message)
         ctx.reject(retry, f"Retry {run.run_count} of {run.retries} at {when.isoformat()}.")
+
+
+# What a paused run can be resumed to: Running (its process waits), Scheduled (suspended).
+RESUMED_TYPES = frozenset({StateType.PENDING, StateType.RUNNING, StateType.SCHEDULED})
+
+
+class ResumeOnlyByRequest(Rule):
+    """A paused run waits for a person (or a program) to resume it: it continues only
+    through a resume, which checks its input. Anything else proposing to start it again
+    (its own process, a worker, a stray client) is refused; it can still fail, crash or be
+    cancelled."""
+
+    FROM_STATES = frozenset({StateType.PAUSED})
+    TO_STATES = RESUMED_TYPES
+
+    def applies(self, ctx: TransitionContext) -> bool:
+        return super().applies(ctx) and not ctx.resuming
+
+    def before_transition(self, ctx: TransitionContext) -> None:
+        ctx.abort(
+            "The run is paused; only a resume (POST /api/flow_runs/{id}/resume, "
+            "`conveyor flow-run resume`) can continue it."
+        )
+
+
+class RefuseExpiredResume(Rule):
+    """A pause past its deadline cannot be resumed: the run fails instead (the engine
+    waiting on it, or the ``pauses`` service for a suspended run, makes it Failed)."""
+
+    FROM_STATES = frozenset({StateType.PAUSED})
+    TO_STATES = RESUMED_TYPES
+
+    def before_transition(self, ctx: TransitionContext) -> None:
+        assert ctx.initial is not None
+        deadline = ctx.initial.state_details.pause_timeout
+        if deadline is not None and deadline <= ctx.now:
+            ctx.abort(
+                f"The pause expired at {deadline.isoformat()}; an expired pause cannot be "
+                "resumed, and the run fails."
+            )

@@ -9,6 +9,7 @@ from conveyor.server.services.base import LoopService
 from conveyor.server.services.cancellation import CancellationCleanup
 from conveyor.server.services.late_runs import LateRuns
 from conveyor.server.services.leases import ExpiredLeases
+from conveyor.server.services.pauses import PauseExpiry
 from conveyor.server.services.reaper import Reaper
 from conveyor.server.services.rescheduler import Rescheduler
 from conveyor.server.services.retention import Retention
@@ -35,6 +36,7 @@ def build_services(
             max_attempts=settings.rescheduler_max_attempts,
             delay_seconds=settings.rescheduler_delay_seconds,
         ),
+        PauseExpiry(database),
     ]
     if settings.retention_days is not None:
         candidates.append(Retention(database, retention_days=settings.retention_days))
