@@ -72,16 +72,17 @@ def timeline(
     rows = []
     for item, kind, start, end in sorted(spans, key=lambda s: (s[2] or origin, s[1])):
         begin = start or origin
-        left = (begin - origin).total_seconds() / total * 100
-        width = max(((end or begin) - begin).total_seconds() / total * 100, MIN_WIDTH)
+        left = min((begin - origin).total_seconds() / total * 100, 100 - MIN_WIDTH)
+        span = ((end or begin) - begin).total_seconds() / total * 100
+        width = min(max(span, MIN_WIDTH), 100 - left)
         rows.append(
             Row(
                 name=item.name,
                 kind=kind,
                 state_type=item.state_type,
                 state_name=item.state_name,
-                left=round(min(left, 100 - MIN_WIDTH), 3),
-                width=round(min(width, 100 - left), 3) if left < 100 else MIN_WIDTH,
+                left=round(left, 3),
+                width=round(width, 3),
                 seconds=between(item.start_time, item.end_time),
                 link_id=item.id if kind == "subflow" else None,
             )
