@@ -120,6 +120,7 @@ def main() -> None:
                 "flow_runs": args.flow_runs,
                 "task_runs": args.flow_runs * args.tasks_per_run,
                 "seed_seconds": round(seeding, 1),
+                "reused_database": args.reuse,
                 "budget_ms": BUDGET_MS,
                 "all_within_budget": worst <= BUDGET_MS,
                 "pages": pages,
