@@ -157,3 +157,15 @@ async def test_the_log_tail_sends_only_new_lines(ui: httpx.AsyncClient, seed: Se
     assert tail.status_code == 200
     assert "second line" in tail.text and "first line" not in tail.text
     assert 'id="log-tail"' in tail.text  # the next poller
+
+
+async def test_the_log_tail_stops_once_the_run_has_long_finished(
+    ui: httpx.AsyncClient, seed: Seed
+) -> None:
+    run_id = await seed.run(state="RUNNING")
+    long_ago = {"type": "COMPLETED", "timestamp": "2020-01-01T00:00:00+00:00"}
+    await seed.post(f"/flow_runs/{run_id}/set_state", {"state": long_ago, "force": True})
+    tail = await ui.get(f"/fragments/flow-runs/{run_id}/logs?after=0")
+    assert tail.status_code == 200 and 'id="log-tail"' not in tail.text
+    page = await _page(ui, f"/flow-runs/{run_id}")
+    assert "hx-trigger" not in page  # nothing on a long-finished run's page polls

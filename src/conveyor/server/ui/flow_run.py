@@ -199,20 +199,32 @@ def _level_name(level: int) -> str:
     return logging.getLevelName(level) if level in (10, 20, 30, 40, 50) else f"LEVEL {level}"
 
 
+def _tail(
+    session: Session, run_id: uuid.UUID, after: int, logs: LogQuery, now: datetime.datetime
+) -> tuple[list[orm.Log], bool]:
+    """New lines, and whether to keep asking (the run is not long finished)."""
+    lines = run_details.logs_after(
+        session, run_id, after, logs.level_ge, logs.text or None, LOG_LINES
+    )
+    run = flow_runs.read_flow_run(session, run_id)
+    return lines, run is not None and _is_live(run, [], now)
+
+
 @router.get("/fragments/flow-runs/{run_id}/logs")
 async def log_tail(request: Request, run_id: str, after: int = 0) -> Response:
     """New lines after ``after``, followed by the poller that asks for the next ones; 204
-    when there are none, which leaves the poller in place."""
+    when there are none, which leaves the poller in place, until the run has long
+    finished: then the poller is replaced by nothing, and the tail stops."""
     parsed = parse_id(run_id)
     if parsed is None:
         return _missing(run_id)
     logs = LogQuery.from_request(request)
-    lines = await database(request).read(
-        run_details.logs_after, parsed, max(after, 0), logs.level_ge, logs.text or None, LOG_LINES
-    )
-    if not lines:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    lines, live = await database(request).read(_tail, parsed, max(after, 0), logs, now)
+    if not lines and live:
         return Response(status_code=204)
-    return HTMLResponse(_log_tail(parsed, lines, logs, True, after=lines[-1].id))
+    last = lines[-1].id if lines else after
+    return HTMLResponse(_log_tail(parsed, lines, logs, live, after=last))
 
 
 @router.post("/flow-runs/{run_id}/{action}")
