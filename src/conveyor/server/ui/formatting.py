@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from typing import Any
+
+from pydantic import TypeAdapter
 
 _UTC = datetime.timezone.utc
+_DURATION = TypeAdapter(datetime.timedelta)
 
 
 def _aware(value: datetime.datetime) -> datetime.datetime:
@@ -94,3 +98,22 @@ def run_duration(
 def _coarse_or_seconds(seconds: float) -> str:
     # Whole seconds under a minute, whole minutes beyond: a live page re-renders rarely.
     return f"{int(seconds)} s" if seconds < 60 else _coarse(seconds)
+
+
+def schedule_text(schedule: dict[str, Any]) -> str:
+    """``cron 0 9 * * * (Europe/London)``, ``every 1 h 0 min (UTC)``, ``rrule ...``."""
+    zone = schedule.get("timezone", "UTC")
+    kind = schedule.get("kind")
+    if kind == "cron":
+        return f"cron {schedule.get('cron')} ({zone})"
+    if kind == "interval":
+        interval = schedule.get("interval")
+        try:
+            seconds = _DURATION.validate_python(interval).total_seconds()
+            text = duration(seconds)
+        except ValueError:
+            text = str(interval)
+        return f"every {text} ({zone})"
+    if kind == "rrule":
+        return f"rrule {schedule.get('rrule')} ({zone})"
+    return str(schedule)

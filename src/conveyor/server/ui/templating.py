@@ -46,6 +46,7 @@ def environment() -> jinja2.Environment:
         count=formatting.count,
         short_id=formatting.short_id,
         run_duration=formatting.run_duration,
+        schedule_text=formatting.schedule_text,
     )
     env.globals["poll_seconds"] = POLL_SECONDS
     return env
