@@ -72,3 +72,73 @@ async def test_work_pools_show_queues_and_worker_health(ui: httpx.AsyncClient, s
     assert "worker-1" in html and "1 online of 1" in html
     dashboard = (await ui.get("/")).text
     assert "1 online" in dashboard
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "rows": {"type": "integer", "minimum": 1, "description": "how many rows to load"},
+        "table": {"type": "string"},
+        "mode": {"enum": ["append", "replace"]},
+        "dry_run": {"type": "boolean"},
+    },
+    "required": ["table"],  # (a deployment's defaults must hold every required one)
+}
+
+
+async def _form_deployment(seed: Seed) -> str:
+    body = {
+        "flow_name": "etl",
+        "name": "manual",
+        "entrypoint": "etl.py:etl",
+        "parameter_schema": SCHEMA,
+        "parameters": {"table": "events"},
+    }
+    deployment = await seed.post("/deployments/", body)
+    return str(deployment["id"])
+
+
+async def _submit(
+    ui: httpx.AsyncClient, deployment_id: str, form: dict[str, str]
+) -> httpx.Response:
+    headers = {"sec-fetch-site": "same-origin", "content-type": "application/x-www-form-urlencoded"}
+    content = urllib.parse.urlencode(form)
+    return await ui.post(f"/deployments/{deployment_id}/run", content=content, headers=headers)
+
+
+async def test_the_run_form_is_made_from_the_parameter_schema(
+    ui: httpx.AsyncClient, seed: Seed
+) -> None:
+    deployment_id = await _form_deployment(seed)
+    html = (await ui.get(f"/deployments/{deployment_id}/run")).text
+    assert 'name="rows"' in html and "how many rows to load" in html
+    assert 'name="table" value="events"' in html  # the deployment's default
+    assert "<option>append</option>" in html and 'type="checkbox"' in html
+
+
+async def test_bad_parameters_are_named_next_to_their_fields(
+    ui: httpx.AsyncClient, api: httpx.AsyncClient, seed: Seed
+) -> None:
+    deployment_id = await _form_deployment(seed)
+    response = await _submit(ui, deployment_id, {"rows": "many", "table": "events"})
+    assert response.status_code == 422
+    assert "rows: &#39;many&#39; is not a whole number" in response.text
+    response = await _submit(ui, deployment_id, {"rows": "0", "table": "events"})
+    assert response.status_code == 422 and "rows: 0 is less than the minimum of 1" in response.text
+    response = await _submit(ui, deployment_id, {"rows": "2", "mode": "sideways"})
+    assert response.status_code == 422 and "mode: &#39;sideways&#39; is not one of" in response.text
+    runs = (await api.post("/flow_runs/filter", json={})).json()
+    assert runs == []  # nothing was made
+
+
+async def test_good_parameters_start_a_run(
+    ui: httpx.AsyncClient, api: httpx.AsyncClient, seed: Seed
+) -> None:
+    deployment_id = await _form_deployment(seed)
+    form = {"rows": "5", "table": "", "mode": "replace", "dry_run": "true"}
+    response = await _submit(ui, deployment_id, form)
+    assert response.status_code == 303
+    run_id = response.headers["location"].split("/flow-runs/")[1].split("?")[0]
+    run = (await api.get(f"/flow_runs/{run_id}")).json()
+    assert run["state_type"] == "SCHEDULED"
+    assert run["parameters"] == {"rows": 5, "table": "events", "mode": "replace", "dry_run": True}

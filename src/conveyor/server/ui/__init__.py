@@ -16,9 +16,17 @@ STATIC_PATH = "/ui-static"
 
 def install(app: FastAPI) -> None:
     """Mount the pages at ``/`` and their static files at ``STATIC_PATH``."""
-    from conveyor.server.ui import dashboard, deployments, flow_run, flow_runs, work_pools
+    from conveyor.server.ui import (
+        dashboard,
+        deployment_run,
+        deployments,
+        flow_run,
+        flow_runs,
+        work_pools,
+    )
 
-    for module in (dashboard, flow_runs, flow_run, deployments, work_pools):
+    # deployment_run before deployments: its POST .../run is not a pause or resume.
+    for module in (dashboard, flow_runs, flow_run, deployment_run, deployments, work_pools):
         app.include_router(module.router, include_in_schema=False)
     static = StaticFiles(directory=Path(__file__).parent / "static")
     app.mount(STATIC_PATH, static, name="ui-static")
