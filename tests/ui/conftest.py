@@ -2,7 +2,7 @@
 
 * ``server: Server`` (module) -- ``conveyor server start`` on a free loopback port with its
   own ``CONVEYOR_HOME``; ``server.run_flow(name)`` runs a flow of ``FLOWS`` against it in
-  a subprocess.
+  a subprocess; ``deploy`` and ``start_worker`` make a deployment of one and a worker.
 * ``browser`` (session) -- Debian's Chromium (``/usr/bin/chromium``) through Playwright,
   headless. Without it the tests are skipped, or fail when ``CI`` is set (``.ci/run``
   installs it: ``apt-get install chromium``).
@@ -96,6 +96,32 @@ class Server:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+
+    def start_worker(self, pool: str) -> subprocess.Popen[bytes]:
+        """``conveyor worker start`` on ``pool`` (made here, of type process)."""
+        response = self.api.post("/work_pools/", json={"name": pool})
+        assert response.status_code in (201, 409), response.text
+        env = {**self.env, "CONVEYOR_API_URL": f"{self.url}/api"}
+        return subprocess.Popen(
+            [CONVEYOR, "worker", "start", "--pool", pool, "--name", f"{pool}-worker"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def deploy(self, flow: str, pool: str, schema: dict[str, Any]) -> str:
+        """A deployment of ``FLOWS``'s function ``flow`` on ``pool``; returns its id."""
+        body = {
+            "flow_name": flow.replace("_", "-"),
+            "name": "ui",
+            "entrypoint": f"{self.flows.name}:{flow}",
+            "source": {"kind": "local", "path": str(self.home)},
+            "work_pool_name": pool,
+            "parameter_schema": schema,
+        }
+        response = self.api.post("/deployments/", json=body)
+        assert response.status_code in (200, 201), response.text
+        return str(response.json()["id"])
 
     def runs_of(self, flow: str) -> list[dict[str, Any]]:
         response = self.api.post("/flow_runs/filter", json={"flow_name": [flow]})

@@ -106,3 +106,29 @@ def test_cancel_a_running_run(page: Page, server: Any) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_start_a_deployment_run_from_its_form(page: Page, server: Any) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}}
+    worker: subprocess.Popen[bytes] = server.start_worker("ui-pool")
+    try:
+        deployment_id = server.deploy("ui_demo", "ui-pool", schema)
+        page.goto(f"{server.url}/deployments")
+        row = page.locator("tr", has_text="ui-demo/ui")
+        row.get_by_role("link", name="Run…").click()
+        expect(page).to_have_url(f"{server.url}/deployments/{deployment_id}/run")
+        page.get_by_label("n").fill("zero")
+        page.get_by_role("button", name="Start run").click()
+        expect(page.locator(".field-error")).to_have_text("n: 'zero' is not a whole number")
+        page.get_by_label("n").fill("0")
+        page.get_by_role("button", name="Start run").click()
+        expect(page.locator(".field-error")).to_have_text("n: 0 is less than the minimum of 1")
+        page.get_by_label("n").fill("4")
+        page.get_by_role("button", name="Start run").click()
+        expect(page.locator(".notice")).to_contain_text("Run scheduled")
+        expect(page.locator("h1 .state")).to_have_text("Completed", timeout=60_000)
+        expect(page.locator(".gantt-row")).to_have_count(4)
+        expect(page.locator("#log-lines")).to_contain_text("total is 6")
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
