@@ -17,6 +17,7 @@ STATIC_PATH = "/ui-static"
 def install(app: FastAPI) -> None:
     """Mount the pages at ``/`` and their static files at ``STATIC_PATH``."""
     from conveyor.server.ui import (
+        catalog,
         dashboard,
         deployment_run,
         deployments,
@@ -26,7 +27,8 @@ def install(app: FastAPI) -> None:
     )
 
     # deployment_run before deployments: its POST .../run is not a pause or resume.
-    for module in (dashboard, flow_runs, flow_run, deployment_run, deployments, work_pools):
+    pages = (dashboard, flow_runs, flow_run, deployment_run, deployments, work_pools, catalog)
+    for module in pages:
         app.include_router(module.router, include_in_schema=False)
     static = StaticFiles(directory=Path(__file__).parent / "static")
     app.mount(STATIC_PATH, static, name="ui-static")
