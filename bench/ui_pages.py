@@ -51,6 +51,12 @@ def _pages(run_id: uuid.UUID) -> dict[str, str]:
         "flow run log search": f"/flow-runs/{run_id}?level=ERROR&q=finished",
         "flow run fragment": f"/fragments/flow-runs/{run_id}",
         "log tail": f"/fragments/flow-runs/{run_id}/logs?after=0",
+        "deployments": "/deployments",
+        "work pools": "/work-pools",
+        "flows": "/flows",
+        "concurrency limits": "/concurrency-limits",
+        "variables": "/variables",
+        "artifacts": "/artifacts",
     }
 
 
