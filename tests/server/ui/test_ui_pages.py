@@ -169,3 +169,15 @@ async def test_the_log_tail_stops_once_the_run_has_long_finished(
     assert tail.status_code == 200 and 'id="log-tail"' not in tail.text
     page = await _page(ui, f"/flow-runs/{run_id}")
     assert "hx-trigger" not in page  # nothing on a long-finished run's page polls
+
+
+async def test_child_runs_are_on_the_timeline_and_link_to_their_page(
+    ui: httpx.AsyncClient, seed: Seed
+) -> None:
+    parent = await seed.run(name="parent-run", state="RUNNING")
+    child = await seed.run(flow="child", name="child-run", parent_flow_run_id=parent)
+    await seed.set_state(child, "RUNNING")
+    html = await _page(ui, f"/flow-runs/{parent}")
+    assert f'<a href="/flow-runs/{child}">child-run</a> <small>subflow</small>' in html
+    child_page = await _page(ui, f"/flow-runs/{child}")
+    assert f'child of <a href="/flow-runs/{parent}">its parent run</a>' in child_page

@@ -24,8 +24,8 @@ STACK_ORDER = (
     StateType.FAILED,
 )
 
-WIDTH = 720
-HEIGHT = 180
+WIDTH = 1000
+HEIGHT = 200
 AXIS = 24  # room under the bars for the time labels
 LABELS = 6  # time labels along the axis
 
