@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from conveyor.schemas.api import ArtifactFilter
+from conveyor.schemas.api import ArtifactFilter, OrchestrationStatus
 from conveyor.schemas.states import TERMINAL_STATE_TYPES, StateType
 from conveyor.server.database import orm
 from conveyor.server.models import artifacts, deployments, flow_runs, run_details
@@ -240,7 +240,7 @@ async def run_action(request: Request, run_id: str, action: str) -> Response:
         result = await database(request).write(change, parsed)
     except FlowRunNotFound:
         return _missing(run_id)
-    if result.status.value == "ABORT":
+    if result.status is OrchestrationStatus.ABORT:
         notice = f"Not {past}: {result.reason}"
     else:
         state = result.state.name if result.state else "changed"
