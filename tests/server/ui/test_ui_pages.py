@@ -6,7 +6,10 @@ import re
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from ui_app import Seed, api, app, seed, ui  # noqa: F401 (fixtures)
+
+from conveyor.server.models import dashboard as dashboard_queries
 
 pytestmark = pytest.mark.anyio
 
@@ -181,3 +184,20 @@ async def test_child_runs_are_on_the_timeline_and_link_to_their_page(
     assert f'<a href="/flow-runs/{child}">child-run</a> <small>subflow</small>' in html
     child_page = await _page(ui, f"/flow-runs/{child}")
     assert f'child of <a href="/flow-runs/{parent}">its parent run</a>' in child_page
+
+
+async def test_an_unexpected_failure_is_a_page_in_words(
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(dashboard_queries, "late_runs", broken)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://conveyor.test") as client:
+        response = await client.get("/")
+        assert response.status_code == 500
+        assert "Something went wrong" in response.text
+        assert "RuntimeError: the disk is full" in response.text
+        api = await client.get("/api/health")
+        assert api.status_code == 200

@@ -11,6 +11,8 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
+from conveyor.server.ui import common
+
 STATIC_PATH = "/ui-static"
 
 
@@ -32,3 +34,4 @@ def install(app: FastAPI) -> None:
         app.include_router(module.router, include_in_schema=False)
     static = StaticFiles(directory=Path(__file__).parent / "static")
     app.mount(STATIC_PATH, static, name="ui-static")
+    app.add_exception_handler(Exception, common.server_error)

@@ -1,5 +1,5 @@
 """What every page handler needs: the database, a refusal of cross-site posts, and the
-"not found" page."""
+"not found" and "something went wrong" pages."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import uuid
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
 from conveyor.server.database.engine import Database
 from conveyor.server.ui import templating
@@ -51,3 +51,18 @@ def forbidden() -> HTMLResponse:
 
 def not_found(what: str) -> HTMLResponse:
     return templating.page("message.html", status_code=404, title="Not found", message=what)
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    """An unexpected failure: a page saying so in words (the API keeps its plain 500).
+
+    Starlette logs the exception with its traceback after this answer is sent."""
+    if request.url.path.startswith("/api/"):
+        return PlainTextResponse("Internal Server Error", status_code=500)
+    return templating.page(
+        "message.html",
+        status_code=500,
+        title="Something went wrong",
+        message=f"The server failed to show this page ({type(exc).__name__}: {exc}). "
+        "Its log has the details; reloading may help if the database was busy.",
+    )
