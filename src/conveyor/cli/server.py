@@ -13,8 +13,8 @@ def start(
     port: int = typer.Option(4200, min=1, max=65535, help="Port to listen on."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
 ) -> None:
-    """Start the server: the API under /api, its docs at /docs, and the background
-    services (see CONVEYOR_SERVER_SERVICES_*). Ctrl+C stops it."""
+    """Start the server: the web UI at /, the API under /api, its docs at /docs, and the
+    background services (see CONVEYOR_SERVER_SERVICES_*). Ctrl+C stops it."""
     import socket
 
     import uvicorn
@@ -33,7 +33,7 @@ def start(
             fail(f"Cannot listen on {host}:{port} ({exc.strerror}); pick another --port.")
     url = f"http://{host}:{port}"
     console = Console(stderr=True, highlight=False)
-    console.print(f"Conveyor server on [bold]{url}[/bold]  (API {url}/api, docs {url}/docs)")
+    console.print(f"Conveyor web UI on [bold]{url}[/bold]  (API {url}/api, docs {url}/docs)")
     console.print(f"Database: {_masked(settings.effective_database_url)}")
     console.print(f"Point flows at it with: export CONVEYOR_API_URL={url}/api")
     app = create_app(settings, services=True, warm_up=True)

@@ -377,7 +377,10 @@ class FlowRunEngine:
 
     def log_finished(self, state: State) -> None:
         level = logging.INFO if state.is_completed() else logging.ERROR
-        logger.log(level, "Finished in state %r", state, extra=self.log_extra())
+        # A failure's traceback is recorded with the line, as a task's is: the UI shows it.
+        failed = state.type is StateType.FAILED and isinstance(state.data, Exception)
+        exc_info = state.data if failed and state.name != "TimedOut" else None
+        logger.log(level, "Finished in state %r", state, exc_info=exc_info, extra=self.log_extra())
 
     def log_final(self) -> None:
         """The run is over: stop watching it, and ship what its hooks logged (if any)."""

@@ -1,4 +1,4 @@
-"""``create_app(settings)``: the FastAPI application, API under ``/api``."""
+"""``create_app(settings)``: the FastAPI application, API under ``/api``, web UI at ``/``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, FastAPI
 
+from conveyor.server import ui
 from conveyor.server.api import (
     artifacts,
     claims,
@@ -94,6 +95,7 @@ def create_app(
         deployments.router, dependencies=[Depends(claims.wake_claimers_after_runs_are_made)]
     )
     app.include_router(api)
+    ui.install(app)  # the web pages at /, after the API so /api and /docs stay theirs
     errors.install(app)
     document_bodies(app)
     app.add_middleware(BodySizeLimit)
