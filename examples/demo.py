@@ -298,9 +298,8 @@ class Demo:
         names = [full_name(d) for d in self.deployments]
         example = "etl/demo -p days=10" if "etl/demo" in names else names[0]
         console.print()
-        console.print(
-            f"[bold]Conveyor is running at {self.url}[/bold]  (API docs: {self.url}/docs)"
-        )
+        console.print(f"[bold]Open the web UI: {self.url}/[/bold]")
+        console.print(f"Conveyor is running at {self.url}  (API docs: {self.url}/docs)")
         console.print("Next, in another terminal:")
         console.print(f"  export CONVEYOR_API_URL={self.env['CONVEYOR_API_URL']}")
         if self.options.home != default_home():

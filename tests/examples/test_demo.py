@@ -231,6 +231,7 @@ def test_ctrl_c_stops_the_worker_and_the_server_without_a_traceback(tmp_path: Pa
     demo = run_demo(home, port, interrupt_on="Conveyor is running at", timeout=60)
     assert demo.interrupted and demo.returncode == 0, demo.output
     assert f"Conveyor is running at http://127.0.0.1:{port}" in demo.output
+    assert f"Open the web UI: http://127.0.0.1:{port}/" in demo.output
     assert "flow-run ls" in demo.output and "deployment ls" in demo.output
     assert "Stopping the worker" in demo.output and "Stopping the server" in demo.output
     assert "Traceback" not in demo.output

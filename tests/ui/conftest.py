@@ -33,7 +33,8 @@ CONVEYOR = str(Path(sys.executable).parent / "conveyor")
 
 FLOWS = """
 import sys, time
-from conveyor import flow, task
+import pydantic
+from conveyor import flow, pause_flow_run, task
 
 
 @task
@@ -63,6 +64,19 @@ def ui_forever() -> None:
 def ui_fails() -> None:
     step(1)
     raise ValueError("the input file has no rows")
+
+
+class Approval(pydantic.BaseModel):
+    approved: bool
+    rows: int = pydantic.Field(ge=1)
+
+
+@flow(log_prints=True)
+def ui_approval() -> str:
+    step(1)
+    answer = pause_flow_run(timeout=120, wait_for_input=Approval)
+    print(f"approved={answer.approved} rows={answer.rows}")
+    return "done"
 
 
 if __name__ == "__main__":

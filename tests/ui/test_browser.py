@@ -132,3 +132,26 @@ def test_start_a_deployment_run_from_its_form(page: Page, server: Any) -> None:
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+
+
+def test_resume_a_paused_run_with_input_from_its_page(page: Page, server: Any) -> None:
+    process: subprocess.Popen[bytes] = server.run_flow("ui_approval")
+    try:
+        run = server.wait_for_run("ui-approval", "PAUSED")
+        page.goto(f"{server.url}/flow-runs/{run['id']}")
+        expect(page.locator("h1 .state")).to_have_text("Paused")
+        page.get_by_label("Rows").fill("many")
+        page.get_by_role("button", name="Resume run").click()
+        expect(page.locator(".field-error")).to_have_text("rows: 'many' is not a whole number")
+        page.get_by_label("Approved").check()
+        page.get_by_label("Rows").fill("3")
+        page.get_by_role("button", name="Resume run").click()
+        expect(page.locator(".notice")).to_have_text("Run resumed: its process carries on.")
+        expect(page.locator("h1 .state")).to_have_text("Completed", timeout=LIVE_SECONDS * 1000)
+        expect(page.get_by_role("button", name="Resume run")).to_have_count(0)
+        expect(page.locator("#log-lines")).to_contain_text("approved=True rows=3")
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

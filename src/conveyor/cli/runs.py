@@ -200,6 +200,18 @@ def flow_run_cancel(flow_run_id: str = typer.Argument(..., help="The flow run's 
         )
 
 
+@flow_run_app.command("retry")
+def flow_run_retry(flow_run_id: str = typer.Argument(..., help="The flow run's id.")) -> None:
+    """Run a finished deployment run again: scheduled now, for a worker of its pool."""
+    run_id = _parse_id(flow_run_id, "flow run")
+    result = _with_client(lambda client: client.retry_flow_run(run_id))
+    name = result.state.name if result.state is not None else "Scheduled"
+    typer.echo(
+        f"Retrying flow run {run_id}: it is {name}, due now; a worker of its pool "
+        "(or the process serving its deployment) starts it."
+    )
+
+
 @flow_run_app.command("resume")
 def flow_run_resume(
     flow_run_id: str = typer.Argument(..., help="The flow run's id."),

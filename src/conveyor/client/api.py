@@ -207,6 +207,12 @@ class ConveyorClient(DeploymentsApi):
         data = await self.request("POST", f"/flow_runs/{flow_run_id}/cancel")
         return OrchestrationResult.model_validate(data)
 
+    async def retry_flow_run(self, flow_run_id: uuid.UUID) -> OrchestrationResult:
+        """Schedule a finished deployment run again, due now (AwaitingRetry); ``ApiError``
+        409 with the reason if it has not finished or has no deployment."""
+        data = await self.request("POST", f"/flow_runs/{flow_run_id}/retry")
+        return OrchestrationResult.model_validate(data)
+
     async def resume_flow_run(
         self, flow_run_id: uuid.UUID, run_input: dict[str, Any] | None = None
     ) -> OrchestrationResult:

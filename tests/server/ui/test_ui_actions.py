@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from ui_app import Seed, api, app, seed, ui  # noqa: F401 (fixtures)
+from tests.server.ui.ui_app import Seed
 
 pytestmark = pytest.mark.anyio
 

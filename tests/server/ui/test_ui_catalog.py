@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from ui_app import Seed, api, app, seed, ui  # noqa: F401 (fixtures)
+from tests.server.ui.ui_app import Seed
 
 pytestmark = pytest.mark.anyio
 

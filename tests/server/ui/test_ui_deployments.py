@@ -6,7 +6,7 @@ import urllib.parse
 
 import httpx
 import pytest
-from ui_app import Seed, api, app, now, seed, ui  # noqa: F401 (fixtures)
+from tests.server.ui.ui_app import Seed, now
 
 pytestmark = pytest.mark.anyio
 

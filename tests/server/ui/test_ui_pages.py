@@ -7,7 +7,7 @@ import re
 import httpx
 import pytest
 from fastapi import FastAPI
-from ui_app import Seed, api, app, seed, ui  # noqa: F401 (fixtures)
+from tests.server.ui.ui_app import Seed
 
 from conveyor.server.models import dashboard as dashboard_queries
 

@@ -1,29 +1,17 @@
-"""Fixtures and helpers for the web UI's route tests: the real application on each backend.
+"""Plain helpers for the web UI's route tests (the fixtures are in conftest.py):
 
-Test modules import the fixtures they use from here (``from ui_app import api, app, ...``):
-a conftest.py in this folder would clash, for mypy, with the other folders' conftests.
-
-* ``app`` -- ``create_app`` over the backend's database (``database_url``), started.
-* ``ui: httpx.AsyncClient`` -- talks to it in-process, base URL at ``/`` (the pages).
-* ``api: httpx.AsyncClient`` -- the same application's API, base URL ``/api``.
-* ``seed: Seed`` -- records runs, task runs, logs and artifacts through the API, as
-  engines and workers do.
+* ``Seed`` -- records runs, task runs, logs and artifacts through the API, as engines and
+  workers do (the ``seed`` fixture is one);
+* ``now(offset_seconds)`` -- an ISO timestamp, now or that many seconds away.
 """
 
 from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-from fastapi import FastAPI
-
-from conveyor.server.app import create_app
-from conveyor.settings import Settings
 
 
 def now(offset_seconds: float = 0.0) -> str:
@@ -87,29 +75,3 @@ class Seed:
         await self.post(
             "/artifacts/", {"type": type_, "data": data, "flow_run_id": run_id, "key": key}
         )
-
-
-@pytest.fixture
-async def app(database_url: str, tmp_path: Path) -> AsyncIterator[FastAPI]:
-    application = create_app(Settings(home=tmp_path, database_url=database_url), migrate=False)
-    async with application.router.lifespan_context(application):
-        yield application
-
-
-@pytest.fixture
-async def ui(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://conveyor.test") as c:
-        yield c
-
-
-@pytest.fixture
-async def api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://conveyor.test/api") as c:
-        yield c
-
-
-@pytest.fixture
-def seed(api: httpx.AsyncClient) -> Seed:
-    return Seed(api)

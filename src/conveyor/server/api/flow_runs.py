@@ -14,6 +14,7 @@ from conveyor.schemas.api import (
     FlowRunRead,
     FlowRunResume,
     OrchestrationResult,
+    OrchestrationStatus,
     SetState,
     StateRead,
 )
@@ -32,6 +33,7 @@ from conveyor.server.orchestration.policy import (
     resume_flow_run,
     set_flow_run_state,
 )
+from conveyor.server.orchestration.retry import retry_flow_run
 
 router = APIRouter(prefix="/flow_runs", tags=["flow runs"])
 DB = Annotated[Database, Depends(get_database)]
@@ -122,6 +124,25 @@ async def cancel(flow_run_id: uuid.UUID, database: DB) -> OrchestrationResult:
         return await database.write(cancel_flow_run, flow_run_id)
     except FlowRunNotFound:
         raise _missing(flow_run_id) from None
+
+
+@router.post(
+    "/{flow_run_id}/retry",
+    response_model=OrchestrationResult,
+    responses={409: {"description": "The run has not finished, or has no deployment."}},
+)
+async def retry(flow_run_id: uuid.UUID, request: Request, database: DB) -> OrchestrationResult:
+    """Retry a finished run of a deployment: Scheduled again (named AwaitingRetry), due
+    now, for any worker of its pool. 409 with the reason if the run has not finished, or
+    was not made from a deployment (no worker could start it again)."""
+    try:
+        result = await database.write(retry_flow_run, flow_run_id)
+    except FlowRunNotFound:
+        raise _missing(flow_run_id) from None
+    if result.status is OrchestrationStatus.ABORT:
+        raise HTTPException(status.HTTP_409_CONFLICT, result.reason or "Not retried.")
+    claims.claim_waiters(request).notify()  # due now: workers waiting on the pool look
+    return result
 
 
 @router.post(

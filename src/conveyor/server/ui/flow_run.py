@@ -1,6 +1,6 @@
 """One flow run's page: its state and history, why it failed, its timeline of task runs
 and child runs, its logs (filtered, searched, tailed live), parameters, results and
-artifacts, and the buttons that cancel or retry it."""
+artifacts, and the buttons that cancel, retry or resume it (see ``resume``)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import logging
 import urllib.parse
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from fastapi import APIRouter
 from markupsafe import Markup
@@ -19,13 +20,20 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from conveyor.schemas.api import ArtifactFilter, OrchestrationStatus
 from conveyor.schemas.states import TERMINAL_STATE_TYPES, StateType
+from conveyor.server.api.claims import claim_waiters
 from conveyor.server.database import orm
 from conveyor.server.models import artifacts, deployments, flow_runs, run_details
-from conveyor.server.orchestration.policy import FlowRunNotFound
+from conveyor.server.orchestration.policy import (
+    FlowRunNotFound,
+    ResumeRefused,
+    RunInputInvalid,
+    resume_flow_run,
+)
 from conveyor.server.ui import artifacts as artifact_views
-from conveyor.server.ui import gantt, templating
+from conveyor.server.ui import gantt, resume, run_form, templating
 from conveyor.server.ui.common import cross_site, database, forbidden, not_found, parse_id
 from conveyor.server.ui.flow_runs import ACTIONS, with_notice
+from conveyor.server.ui.forms import read_form
 
 router = APIRouter()
 
@@ -157,18 +165,39 @@ async def flow_run_page(request: Request, run_id: str) -> Response:
     found = await _summary(request, parsed) if parsed else None
     if parsed is None or found is None:
         return _missing(run_id)
+    view, _ = found
+    panel = resume.panel(parsed, _pause(view), poll=view.live)
+    return await _page(request, parsed, found, panel)
+
+
+def _pause(view: RunView) -> resume.Pause | None:
+    current = view.current
+    if current is None or view.run.state_type != StateType.PAUSED.value:
+        return None
+    return resume.pause_of(view.run.id, flow_runs.state_from_row(current))
+
+
+async def _page(
+    request: Request,
+    run_id: uuid.UUID,
+    found: tuple[RunView, Markup],
+    resume_panel: Markup,
+    status_code: int = 200,
+) -> HTMLResponse:
     view, summary = found
     logs = LogQuery.from_request(request)
     lines = await database(request).read(
-        run_details.newest_logs, parsed, logs.level_ge, logs.text or None, LOG_LINES
+        run_details.newest_logs, run_id, logs.level_ge, logs.text or None, LOG_LINES
     )
     return templating.page(
         "flow_run.html",
+        status_code=status_code,
         title=f"Flow run {view.run.name}",
         view=view,
         summary=summary,
+        resume_panel=resume_panel,
         log_query=logs,
-        log_lines=_log_tail(parsed, lines, logs, view.live, after=lines[-1].id if lines else 0),
+        log_lines=_log_tail(run_id, lines, logs, view.live, after=lines[-1].id if lines else 0),
         log_limit=LOG_LINES,
         notice=request.query_params.get("notice", ""),
     )
@@ -225,6 +254,55 @@ async def log_tail(request: Request, run_id: str, after: int = 0) -> Response:
         return Response(status_code=204)
     last = lines[-1].id if lines else after
     return HTMLResponse(_log_tail(parsed, lines, logs, live, after=last))
+
+
+@router.get("/fragments/flow-runs/{run_id}/resume")
+async def resume_fragment(request: Request, run_id: str) -> Response:
+    parsed = parse_id(run_id)
+    run, pause = await database(request).read(resume.read_pause, parsed) if parsed else (None, None)
+    if parsed is None or run is None:
+        return _missing(run_id)
+    panel = resume.panel(parsed, pause, poll=run.state_type not in _FINISHED)
+    return templating.live_response(request, panel)
+
+
+@router.post("/flow-runs/{run_id}/resume")
+async def resume_run(request: Request, run_id: str) -> Response:
+    """Resume a paused run, with the input its pause asked for, through the same function
+    as ``POST /api/flow_runs/{id}/resume``. A form that needs fixing comes back on the
+    run's page with each message next to its field; anything else, in a notice."""
+    if cross_site(request):
+        return forbidden()
+    parsed = parse_id(run_id)
+    run, pause = await database(request).read(resume.read_pause, parsed) if parsed else (None, None)
+    if parsed is None or run is None:
+        return _missing(run_id)
+    back = f"/flow-runs/{parsed}"
+    run_input: dict[str, Any] | None = None
+    if pause is not None and pause.schema is not None:
+        submitted = run_form.read(pause.schema, {}, await read_form(request))
+        if submitted.parameters is None:
+            found = await _summary(request, parsed)
+            if found is None:
+                return _missing(run_id)
+            message = " ".join(["The input needs fixing; see below.", *submitted.problems])
+            panel = resume.panel(
+                parsed, pause, poll=found[0].live, submitted=submitted, message=message
+            )
+            return await _page(request, parsed, found, panel, status_code=422)
+        run_input = submitted.parameters
+    try:
+        result = await database(request).write(resume_flow_run, parsed, run_input)
+    except FlowRunNotFound:
+        return _missing(run_id)
+    except (ResumeRefused, RunInputInvalid) as exc:
+        return RedirectResponse(with_notice(back, f"Not resumed: {exc}"), status_code=303)
+    if result.state is not None and result.state.is_scheduled():
+        claim_waiters(request).notify()  # a suspended run is due again: claim it
+        notice = "Run resumed: it is scheduled again, for a worker of its pool to run."
+    else:
+        notice = "Run resumed: its process carries on."
+    return RedirectResponse(with_notice(back, notice), status_code=303)
 
 
 @router.post("/flow-runs/{run_id}/{action}")

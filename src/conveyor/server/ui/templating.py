@@ -66,11 +66,23 @@ def page(name: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
     return HTMLResponse(_render(name, context), status_code=status_code)
 
 
-def live(name: str, url: str, *, poll: bool = True, element_id: str, **context: Any) -> Markup:
-    """``name`` rendered inside its self-refreshing wrapper (see the module docstring)."""
+def live(
+    name: str,
+    url: str,
+    *,
+    poll: bool = True,
+    element_id: str,
+    version: str | None = None,
+    **context: Any,
+) -> Markup:
+    """``name`` rendered inside its self-refreshing wrapper (see the module docstring).
+
+    ``version`` overrides the fingerprint: a form shown with what a person typed and its
+    errors carries the version of the blank form, so polls leave it alone until the
+    thing it acts on changes."""
     context.setdefault("now", datetime.datetime.now(datetime.timezone.utc))
     inner = _render(name, context)
-    version = fingerprint(inner)
+    version = version or fingerprint(inner)
     wrapper = _render(
         "live.html",
         {
@@ -90,6 +102,11 @@ def live_response(request: Request, fragment: Markup) -> Response:
     if sent is not None and f'data-version="{sent}"' in fragment:
         return Response(status_code=204)
     return HTMLResponse(str(fragment))
+
+
+def version_of(name: str, **context: Any) -> str:
+    """The version ``live`` gives ``name`` rendered with ``context``."""
+    return fingerprint(_render(name, context))
 
 
 def fingerprint(html: str) -> str:
