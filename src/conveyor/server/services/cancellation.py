@@ -13,17 +13,18 @@
 from __future__ import annotations
 
 import datetime
-import uuid
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from conveyor.schemas.api import OrchestrationStatus
-from conveyor.schemas.states import Cancelled
+from conveyor.schemas.states import Cancelled, State
+from conveyor.server.database import orm
 from conveyor.server.database.engine import Database
 from conveyor.server.models import flow_runs, run_sweeps
-from conveyor.server.orchestration.policy import cancel_flow_run, set_flow_run_state
+from conveyor.server.orchestration.policy import cancel_flow_run
 from conveyor.server.services.base import LoopService
+from conveyor.server.services.proposals import propose_to_each
 from conveyor.settings import DEFAULT_SERVICE_INTERVALS
 
 DEFAULT_TIMEOUT_SECONDS = 120.0
@@ -59,19 +60,16 @@ def _finish_stuck(
     timeout_seconds: float,
     limit: int,
 ) -> int:
-    finished = 0
-    for run_id in run_sweeps.cancelling_since_ids(session, before, limit):
-        run = flow_runs.read_flow_run(session, run_id, for_update=True)
-        if run is None or not run_sweeps.is_cancelling_since(run, before):
-            continue
-        state = Cancelled(
+    def cancelled(run: orm.FlowRun) -> State | None:
+        if not run_sweeps.is_cancelling_since(run, before):
+            return None
+        return Cancelled(
             message=f"Still cancelling after {timeout_seconds:g} s: nothing reported the run "
             "stopped, so the server ended the cancellation."
         )
-        state.state_details.transition_id = uuid.uuid4()
-        result = set_flow_run_state(session, run_id, state, now=now)
-        finished += result.status is OrchestrationStatus.ACCEPT
-    return finished
+
+    found = run_sweeps.cancelling_since_ids(session, before, limit)
+    return propose_to_each(session, found, cancelled, now)
 
 
 def _cancel_children(session: Session, now: datetime.datetime, limit: int) -> int:

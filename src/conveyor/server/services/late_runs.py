@@ -8,17 +8,16 @@ in time (no worker polling its pool, or all busy).
 from __future__ import annotations
 
 import datetime
-import uuid
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from conveyor.schemas.api import OrchestrationStatus
-from conveyor.schemas.states import Late
+from conveyor.schemas.states import Late, State
+from conveyor.server.database import orm
 from conveyor.server.database.engine import Database
 from conveyor.server.models import flow_runs, run_sweeps
-from conveyor.server.orchestration.policy import set_flow_run_state
 from conveyor.server.services.base import LoopService
+from conveyor.server.services.proposals import propose_to_each
 from conveyor.settings import DEFAULT_SERVICE_INTERVALS
 
 DEFAULT_AFTER_SECONDS = 15.0
@@ -41,17 +40,13 @@ class LateRuns(LoopService):
 def _mark_late(
     session: Session, before: datetime.datetime, now: datetime.datetime, limit: int
 ) -> int:
-    marked = 0
-    for run_id in run_sweeps.late_run_ids(session, before, limit):
-        run = flow_runs.read_flow_run(session, run_id, for_update=True)
-        if run is None or not run_sweeps.is_late(run, before):
-            continue  # claimed, started or cancelled since it was found
+    def late(run: orm.FlowRun) -> State | None:
+        if not run_sweeps.is_late(run, before):
+            return None  # claimed, started or cancelled since it was found
         current = flow_runs.current_state(session, run)
         scheduled = current.state_details.scheduled_time if current is not None else None
         scheduled = scheduled or run.expected_start_time or before
         overdue = (now - scheduled).total_seconds()
-        late = Late(scheduled, message=f"Not started {overdue:.0f} s after its scheduled time.")
-        late.state_details.transition_id = uuid.uuid4()
-        result = set_flow_run_state(session, run_id, late, now=now)
-        marked += result.status is OrchestrationStatus.ACCEPT
-    return marked
+        return Late(scheduled, message=f"Not started {overdue:.0f} s after its scheduled time.")
+
+    return propose_to_each(session, run_sweeps.late_run_ids(session, before, limit), late, now)

@@ -18,17 +18,16 @@ Running forever.
 from __future__ import annotations
 
 import datetime
-import uuid
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from conveyor.schemas.api import OrchestrationStatus
-from conveyor.schemas.states import Crashed
+from conveyor.schemas.states import Crashed, State
+from conveyor.server.database import orm
 from conveyor.server.database.engine import Database
-from conveyor.server.models import flow_runs, run_sweeps
-from conveyor.server.orchestration.policy import set_flow_run_state
+from conveyor.server.models import run_sweeps
 from conveyor.server.services.base import LoopService
+from conveyor.server.services.proposals import propose_to_each
 from conveyor.settings import DEFAULT_SERVICE_INTERVALS
 
 DEFAULT_AFTER_SECONDS = 25.0  # settings.ServicesSettings.reaper_after_seconds
@@ -50,35 +49,27 @@ class Reaper(LoopService):
 
 
 def _reap(session: Session, before: datetime.datetime, now: datetime.datetime, limit: int) -> int:
-    reaped = 0
-    for run_id in run_sweeps.silent_run_ids(session, before, limit):
-        run = flow_runs.read_flow_run(session, run_id, for_update=True)
-        if run is None or not run_sweeps.is_silent_since(session, run_id, before):
-            continue  # it heartbeated, finished or moved since it was found
+    def crashed(run: orm.FlowRun) -> State | None:
+        if not run_sweeps.is_silent_since(session, run.id, before):
+            return None  # it heartbeated, finished or moved since it was found
         heard = max(t for t in (run.last_heartbeat, run.state_timestamp) if t is not None)
         silent = (now - heard).total_seconds()
         who = "its worker" if run.worker_id is not None else "its process"
-        state = Crashed(
+        return Crashed(
             message=f"No heartbeat from {who} since {heard.isoformat()} ({silent:.0f} s): "
             "whatever ran it stopped without reporting a final state."
         )
-        state.state_details.transition_id = uuid.uuid4()
-        result = set_flow_run_state(session, run_id, state, now=now)
-        reaped += result.status is OrchestrationStatus.ACCEPT
-    return reaped
+
+    return propose_to_each(session, run_sweeps.silent_run_ids(session, before, limit), crashed, now)
 
 
 def _crash_stranded_children(session: Session, now: datetime.datetime, limit: int) -> int:
-    crashed = 0
-    for run_id in run_sweeps.stranded_child_ids(session, limit):
-        run = flow_runs.read_flow_run(session, run_id, for_update=True)
-        if run is None or not run_sweeps.is_stranded_child(session, run_id):
-            continue
-        state = Crashed(
+    def crashed(run: orm.FlowRun) -> State | None:
+        if not run_sweeps.is_stranded_child(session, run.id):
+            return None
+        return Crashed(
             message=f"Its parent flow run {run.parent_flow_run_id} crashed, and this subflow "
             "ran in the same process."
         )
-        state.state_details.transition_id = uuid.uuid4()
-        result = set_flow_run_state(session, run_id, state, now=now)
-        crashed += result.status is OrchestrationStatus.ACCEPT
-    return crashed
+
+    return propose_to_each(session, run_sweeps.stranded_child_ids(session, limit), crashed, now)
