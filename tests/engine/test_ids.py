@@ -1,17 +1,28 @@
-"""Run ids: version 4 UUIDs, and a forked child does not repeat its parent's."""
+"""Run ids: time-ordered version 7 UUIDs, and a forked child does not repeat its parent's."""
 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 
 from conveyor.engine.ids import new_id
 
 
-def test_ids_are_random_version_4_uuids() -> None:
+def test_ids_are_unique_version_7_uuids() -> None:
     ids = {new_id() for _ in range(10_000)}
     assert len(ids) == 10_000
-    assert all(i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+
+
+def test_ids_start_with_the_millisecond_they_were_made() -> None:
+    before = time.time_ns() // 1_000_000
+    first = new_id()
+    time.sleep(0.002)
+    second = new_id()
+    after = time.time_ns() // 1_000_000
+    assert before <= first.int >> 80 < second.int >> 80 <= after
+    assert first < second  # ids made later sort later (index locality)
 
 
 def test_a_forked_child_makes_other_ids_than_its_parent() -> None:
