@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import Depends, FastAPI
 
 from conveyor.server import ui
 from conveyor.server.api import (
@@ -24,6 +24,7 @@ from conveyor.server.api import (
 )
 from conveyor.server.api.json_body import document_bodies
 from conveyor.server.api.limits import BodySizeLimit
+from conveyor.server.api.routing import include_flat
 from conveyor.server.database.engine import Database
 from conveyor.settings import Settings
 
@@ -76,7 +77,6 @@ def create_app(
         docs_url="/docs",
         openapi_url="/api/openapi.json",
     )
-    api = APIRouter(prefix="/api")
     for module in (
         health,
         flows,
@@ -89,12 +89,14 @@ def create_app(
         work_pools,
         claims,
     ):
-        api.include_router(module.router)
+        include_flat(app, module.router, prefix="/api")
     # Runs made from a deployment wake the workers waiting to claim them.
-    api.include_router(
-        deployments.router, dependencies=[Depends(claims.wake_claimers_after_runs_are_made)]
+    include_flat(
+        app,
+        deployments.router,
+        prefix="/api",
+        dependencies=[Depends(claims.wake_claimers_after_runs_are_made)],
     )
-    app.include_router(api)
     ui.install(app)  # the web pages at /, after the API so /api and /docs stay theirs
     errors.install(app)
     document_bodies(app)
