@@ -41,7 +41,7 @@ def include_flat(
             response_description=route.response_description,
             responses=dict(route.responses),
             deprecated=route.deprecated,
-            methods=sorted(route.methods),
+            methods=sorted(route.methods or ()),
             operation_id=route.operation_id,
             response_model_include=route.response_model_include,
             response_model_exclude=route.response_model_exclude,
