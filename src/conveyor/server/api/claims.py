@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -71,12 +72,29 @@ async def wake_claimers_after_runs_are_made(request: Request) -> AsyncIterator[N
 
 def _claimed(session: Session, claim: Claim) -> ClaimResult:
     runs = []
+    # A claim's runs mostly share a pool, a deployment and a flow: each is looked up,
+    # and each pool's template read, once per claim.
+    deployments: dict[uuid.UUID, orm.Deployment | None] = {}
+    templates: dict[uuid.UUID, tuple[orm.WorkPool, BaseJobTemplate]] = {}
+    flow_names: dict[uuid.UUID, str | None] = {}
     for run, queue in claim.runs:
-        deployment = session.get(orm.Deployment, run.deployment_id) if run.deployment_id else None
-        pool = session.get(orm.WorkPool, queue.work_pool_id)
-        assert pool is not None
+        deployment = None
+        if run.deployment_id is not None:
+            if run.deployment_id not in deployments:
+                deployments[run.deployment_id] = session.get(orm.Deployment, run.deployment_id)
+            deployment = deployments[run.deployment_id]
+        if queue.work_pool_id not in templates:
+            pool = session.get(orm.WorkPool, queue.work_pool_id)
+            assert pool is not None
+            templates[queue.work_pool_id] = (
+                pool,
+                BaseJobTemplate.model_validate(pool.base_job_template),
+            )
+        pool, template = templates[queue.work_pool_id]
+        if run.flow_id not in flow_names:
+            flow_names[run.flow_id] = flow_name_of(session, run)
         flow_run = FlowRunRead.model_validate(run)
-        flow_run.flow_name = flow_name_of(session, run)
+        flow_run.flow_name = flow_names[run.flow_id]
         runs.append(
             ClaimedRun.model_validate(
                 {
@@ -86,7 +104,7 @@ def _claimed(session: Session, claim: Claim) -> ClaimResult:
                     "source": deployment.source if deployment else None,
                     "work_queue_name": queue.name,
                     "base_job_template": pool.base_job_template,
-                    "job_variables": _job_variables(pool, deployment, run),
+                    "job_variables": _job_variables(template, deployment, run),
                 }
             )
         )
@@ -94,9 +112,8 @@ def _claimed(session: Session, claim: Claim) -> ClaimResult:
 
 
 def _job_variables(
-    pool: orm.WorkPool, deployment: orm.Deployment | None, run: orm.FlowRun
+    template: BaseJobTemplate, deployment: orm.Deployment | None, run: orm.FlowRun
 ) -> dict[str, Any]:
-    template = BaseJobTemplate.model_validate(pool.base_job_template)
     layers = [deployment.job_variables if deployment else {}, run.job_variables]
     try:
         return resolve_job_variables(template, *layers)

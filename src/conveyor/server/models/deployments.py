@@ -230,17 +230,22 @@ def _schedules_of(
     return found
 
 
-def _views(session: Session, query: Any) -> list[DeploymentView]:
+def _views(session: Session, query: Any, *, with_schedules: bool = True) -> list[DeploymentView]:
     rows = session.execute(query).all()
-    schedules = _schedules_of(session, [row[0].id for row in rows])
+    schedules = _schedules_of(session, [row[0].id for row in rows]) if with_schedules else {}
     return [
         DeploymentView(deployment, flow, pool, queue, schedules.get(deployment.id, []))
         for deployment, flow, pool, queue in rows
     ]
 
 
+# One alias for every query: a new one per query would make each a new statement to
+# compile (SQLAlchemy's statement cache keys on the alias).
+_QUEUE = aliased(orm.WorkQueue)
+
+
 def _select() -> Any:
-    queue = aliased(orm.WorkQueue)
+    queue = _QUEUE
     return (
         select(orm.Deployment, orm.Flow.name, orm.WorkPool.name, queue.name)
         .join(orm.Flow, orm.Flow.id == orm.Deployment.flow_id)
@@ -255,8 +260,14 @@ def read_deployment(session: Session, deployment_id: uuid.UUID) -> DeploymentVie
     return views[0] if views else None
 
 
-def existing_deployment(session: Session, deployment_id: uuid.UUID) -> DeploymentView:
-    view = read_deployment(session, deployment_id)
+def existing_deployment(
+    session: Session, deployment_id: uuid.UUID, *, with_schedules: bool = True
+) -> DeploymentView:
+    """The deployment; without its schedules (``schedules`` empty) when the caller does
+    not need them, e.g. to make a run. NotFound when there is none."""
+    query = _select().where(orm.Deployment.id == deployment_id)
+    views = _views(session, query, with_schedules=with_schedules)
+    view = views[0] if views else None
     if view is None:
         raise NotFound(f"No deployment with id {deployment_id}.")
     return view
@@ -439,7 +450,7 @@ def create_deployment_flow_run(
     With an ``idempotency_key`` the deployment already has a run for, that run is returned
     unchanged. Parameters and job variables are validated before anything is written.
     """
-    view = existing_deployment(session, deployment_id)
+    view = existing_deployment(session, deployment_id, with_schedules=False)
     deployment = view.deployment
     key = data.idempotency_key
     if key is not None and (existing := _run_by_key(session, deployment.id, key)) is not None:

@@ -22,7 +22,7 @@ from conveyor.schemas.api import OrchestrationStatus
 from conveyor.schemas.deployments import CollisionStrategy
 from conveyor.schemas.states import Cancelled, Pending
 from conveyor.server.database import orm
-from conveyor.server.models import claims, work_pools
+from conveyor.server.models import claims, flow_runs, work_pools
 from conveyor.server.orchestration.policy import set_flow_run_state
 
 
@@ -111,7 +111,5 @@ def _to_pending(
     result = set_flow_run_state(session, run.id, pending, now=decided_at)
     if result.status is not OrchestrationStatus.ACCEPT:
         return False
-    run.worker_id = worker.id
-    run.last_heartbeat = now
-    session.flush()
+    flow_runs.assign_worker(session, run, worker.id, now)
     return True

@@ -69,25 +69,25 @@ def set_flow_run_state(
     the other sees its outcome. A proposal whose transition id was already recorded is
     answered with the state it produced the first time and writes nothing.
     """
-    run = flow_runs.read_flow_run(session, flow_run_id, for_update=True)
-    if run is None:
-        raise FlowRunNotFound(flow_run_id)
     transition_id = proposed.state_details.transition_id
-    if transition_id is not None:
-        seen = flow_runs.state_by_transition(session, flow_run_id, transition_id)
-        if seen is not None:
-            # Answer as the first time: a proposal that was replaced (e.g. Failed by
-            # AwaitingRetry) is still replaced, so a retrying client learns the real state.
-            first = flow_runs.state_from_row(seen)
-            same = first.type is proposed.type and first.name == (proposed.name or "")[:50]
-            return OrchestrationResult(
-                status=OrchestrationStatus.ACCEPT if same else OrchestrationStatus.REJECT,
-                state=first,
-                reason="Repeated proposal; the state it made the first time stands.",
-            )
+    locked = flow_runs.lock_for_transition(session, flow_run_id, transition_id)
+    if locked is None:
+        raise FlowRunNotFound(flow_run_id)
+    run = locked.run
+    if locked.repeated is not None:
+        # Answer as the first time: a proposal that was replaced (e.g. Failed by
+        # AwaitingRetry) is still replaced, so a retrying client learns the real state.
+        first = flow_runs.state_from_row(locked.repeated)
+        same = first.type is proposed.type and first.name == (proposed.name or "")[:50]
+        return OrchestrationResult(
+            status=OrchestrationStatus.ACCEPT if same else OrchestrationStatus.REJECT,
+            state=first,
+            reason="Repeated proposal; the state it made the first time stands.",
+        )
+    current = locked.current
     ctx = TransitionContext(
         run=run,
-        initial=flow_runs.current_state(session, run),
+        initial=flow_runs.state_from_row(current) if current is not None else None,
         proposed=proposed,
         now=now or datetime.datetime.now(datetime.timezone.utc),
         resuming=resuming,
