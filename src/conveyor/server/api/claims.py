@@ -159,7 +159,7 @@ async def claim(
     while True:
         # Taken before looking, so a run made between the look and the wait is not missed.
         event = waiters.event(pool)
-        result, until_due = await database.write(attempt)
+        result, until_due = await database.write_first(attempt)
         remaining = deadline - loop.time()
         if result.runs or remaining <= 0:
             return result

@@ -15,6 +15,7 @@ from conveyor.schemas.api import (
     FlowRunResume,
     OrchestrationResult,
     OrchestrationStatus,
+    RecordBatch,
     SetState,
     StateRead,
 )
@@ -37,6 +38,14 @@ from conveyor.server.orchestration.retry import retry_flow_run
 
 router = APIRouter(prefix="/flow_runs", tags=["flow runs"])
 DB = Annotated[Database, Depends(get_database)]
+URGENT_RECORDS = 50
+"""A proposal carrying at most this many records is a short write (``write_first``)."""
+
+
+def _record_count(batch: RecordBatch) -> int:
+    return (
+        len(batch.flow_runs) + len(batch.task_runs) + len(batch.task_run_states) + len(batch.logs)
+    )
 
 
 def _read(run: orm.FlowRun, flow_name: str | None) -> FlowRunRead:
@@ -110,8 +119,11 @@ async def set_state(flow_run_id: uuid.UUID, request: Request, database: DB) -> O
             records.record_batch(session, body.records)
         return set_flow_run_state(session, flow_run_id, body.state, force=body.force)
 
+    # A state change is what a run waits on: it goes before bulk writes, unless it
+    # carries a batch of records big enough to be bulk itself.
+    small = body.records is None or _record_count(body.records) <= URGENT_RECORDS
     try:
-        return await database.write(propose)
+        return await (database.write_first if small else database.write)(propose)
     except FlowRunNotFound:
         raise _missing(flow_run_id) from None
 
@@ -179,7 +191,7 @@ async def resume(
 async def heartbeat(flow_run_id: uuid.UUID, database: DB) -> Response:
     """The process (or worker) running the run is alive: stamps ``last_heartbeat``."""
     now = datetime.datetime.now(datetime.timezone.utc)
-    if not await database.write(claim_models.flow_run_heartbeat, flow_run_id, now):
+    if not await database.write_first(claim_models.flow_run_heartbeat, flow_run_id, now):
         raise _missing(flow_run_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

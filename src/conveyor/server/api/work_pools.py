@@ -116,7 +116,7 @@ async def delete_work_queue(pool: Name, name: Name, database: DB) -> Response:
 async def worker_heartbeat(pool: Name, body: WorkerHeartbeat, database: DB) -> WorkerRead:
     """A worker says it is alive (registered on its first heartbeat)."""
     out = WorkerRead.model_validate(
-        await database.write(work_pools.worker_heartbeat, pool, body.name)
+        await database.write_first(work_pools.worker_heartbeat, pool, body.name)
     )
     out.online = True
     return out

@@ -5,7 +5,8 @@ A request hands ``Database.read`` or ``Database.write`` a plain synchronous func
 Query code is written once, synchronously, for both dialects:
 
 * SQLite: the stdlib driver on worker threads. Writes run on a single writer thread, so
-  within one process they queue there instead of in SQLite's busy handler, and every
+  within one process they queue there instead of in SQLite's busy handler (short state
+  changes, ``write_first``, ahead of bulk writes: see ``writer``), and every
   write transaction starts with ``BEGIN IMMEDIATE``, so across processes it queues for
   the write lock up front rather than failing with "database is locked" when a read
   lock cannot be upgraded. WAL lets readers run beside the writer. (An async driver
@@ -29,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.orm import Session, sessionmaker
 
 from conveyor.server.database.types import dump_json
+from conveyor.server.database.writer import WriterThread
 
 BUSY_TIMEOUT_SECONDS = 60
 READER_THREADS = 4
@@ -115,9 +117,7 @@ class Database:
             self._readers = concurrent.futures.ThreadPoolExecutor(
                 READER_THREADS, thread_name_prefix="conveyor-db-read"
             )
-            self._writer = concurrent.futures.ThreadPoolExecutor(
-                1, thread_name_prefix="conveyor-db-write"
-            )
+            self._writer = WriterThread("conveyor-db-write")
         else:
             self._postgres = create_async_engine(
                 url, pool_size=10, max_overflow=20, pool_pre_ping=True
@@ -137,12 +137,24 @@ class Database:
         rolled back when it raises."""
         return await self._run(True, functools.partial(fn, **kwargs), *args)
 
-    async def _run(self, write: bool, fn: Callable[..., T], *args: Any) -> T:
+    async def write_first(
+        self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``write``, for a short transaction a run waits on (a state change, a claim, a
+        heartbeat): on SQLite it goes before queued ordinary writes (``writer``)."""
+        return await self._run(True, functools.partial(fn, **kwargs), *args, urgent=True)
+
+    async def _run(self, write: bool, fn: Callable[..., T], *args: Any, urgent: bool = False) -> T:
         if self._postgres is None:
-            pool = self._writer if write else self._readers
-            sessions = self._write_sessions if write else self._read_sessions
+            if write:
+                future = self._writer.submit_ordered(
+                    urgent, _in_session, self._write_sessions, True, fn, *args
+                )
+                return await asyncio.wrap_future(future)
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(pool, _in_session, sessions, write, fn, *args)
+            return await loop.run_in_executor(
+                self._readers, _in_session, self._read_sessions, False, fn, *args
+            )
         async with self._async_sessions() as session:
             if not write:
                 return await session.run_sync(fn, *args)
