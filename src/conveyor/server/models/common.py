@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -125,19 +126,27 @@ def _sqlite_executemany(
     verb = "INSERT OR IGNORE" if or_ignore else "INSERT"
     quoted = ", ".join(f'"{name}"' for name in columns)
     sql = f'{verb} INTO "{table.name}" ({quoted}) VALUES ({", ".join("?" * len(columns))})'
-    values = [
-        tuple(
-            value if convert is None else convert(value)
-            for value, convert in zip(
-                (*(row[name] for name in names), *(default() for _, default in filled)),
-                converters,
-                strict=True,
-            )
-        )
-        for row in rows
-    ]
+    # The values of a row in one C call, then only the columns that need it converted:
+    # a generator over every value of every row cost more than the insert itself.
+    given = operator.itemgetter(*names) if len(names) > 1 else _one(names[0])
+    converted = [(index, convert) for index, convert in enumerate(converters) if convert]
+    values = []
+    for row in rows:
+        value = list(given(row))
+        if filled:
+            value.extend(default() for _, default in filled)
+        for index, convert in converted:
+            value[index] = convert(value[index])
+        values.append(tuple(value))
     cursor = session.connection().exec_driver_sql(sql, values)
     return int(cursor.rowcount)
+
+
+def _one(name: str) -> Callable[[Row], tuple[Any]]:
+    def get(row: Row) -> tuple[Any]:
+        return (row[name],)
+
+    return get
 
 
 def _defaults_for(table: Table, given: tuple[str, ...]) -> list[tuple[str, Callable[[], Any]]]:
