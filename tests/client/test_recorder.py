@@ -84,7 +84,12 @@ def test_the_engine_offers_the_gil_while_a_batch_is_in_flight(
     recorder = Recorder(transport, flush_interval=60, stream_after=10)
     yields: list[float] = []
     real_sleep = time.sleep
-    monkeypatch.setattr(recorder_module.time, "sleep", lambda s: yields.append(s) or real_sleep(s))
+
+    def sleep(seconds: float) -> None:
+        yields.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(recorder_module.time, "sleep", sleep)
     try:
         for n in range(9):
             recorder.emit(_line(n))
