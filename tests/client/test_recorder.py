@@ -9,7 +9,6 @@ import uuid
 
 import pytest
 
-from conveyor.client import recorder as recorder_module
 from conveyor.client.recorder import YIELD_EVERY, Batch, MemoryTransport, Recorder
 from conveyor.schemas.logs import LogRecordCreate
 
@@ -89,7 +88,7 @@ def test_the_engine_offers_the_gil_while_a_batch_is_in_flight(
         yields.append(seconds)
         real_sleep(seconds)
 
-    monkeypatch.setattr(recorder_module.time, "sleep", sleep)
+    monkeypatch.setattr(time, "sleep", sleep)
     try:
         for n in range(9):
             recorder.emit(_line(n))
