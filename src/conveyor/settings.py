@@ -129,6 +129,7 @@ class ServicesSettings:
     @classmethod
     def from_env(cls) -> ServicesSettings:
         numbers = {k: float(v) for k, v in _service_numbers().items() if _positive(v)}
+        default = cls()  # each default is written once, on its field above
         intervals = dict(DEFAULT_SERVICE_INTERVALS)
         for name in SERVICE_NAMES:
             interval = numbers.get(f"{_SERVICES}_{name.upper()}_INTERVAL_SECONDS")
@@ -142,17 +143,23 @@ class ServicesSettings:
                 if not _env_bool(f"{_SERVICES}_{name.upper()}_ENABLED", True)
             ),
             intervals=intervals,
-            late_runs_after_seconds=numbers.get("CONVEYOR_SERVER_LATE_RUNS_AFTER_SECONDS", 15.0),
+            late_runs_after_seconds=numbers.get(
+                "CONVEYOR_SERVER_LATE_RUNS_AFTER_SECONDS", default.late_runs_after_seconds
+            ),
             cancelling_timeout_seconds=numbers.get(
-                "CONVEYOR_SERVER_CANCELLING_TIMEOUT_SECONDS", 120.0
+                "CONVEYOR_SERVER_CANCELLING_TIMEOUT_SECONDS", default.cancelling_timeout_seconds
             ),
             retention_days=numbers.get("CONVEYOR_SERVER_RETENTION_DAYS"),
-            reaper_after_seconds=numbers.get("CONVEYOR_SERVER_REAPER_AFTER_SECONDS", 25.0),
+            reaper_after_seconds=numbers.get(
+                "CONVEYOR_SERVER_REAPER_AFTER_SECONDS", default.reaper_after_seconds
+            ),
             rescheduler_max_attempts=int(
-                numbers.get("CONVEYOR_SERVER_RESCHEDULER_MAX_ATTEMPTS", 3)
+                numbers.get(
+                    "CONVEYOR_SERVER_RESCHEDULER_MAX_ATTEMPTS", default.rescheduler_max_attempts
+                )
             ),
             rescheduler_delay_seconds=numbers.get(
-                "CONVEYOR_SERVER_RESCHEDULER_DELAY_SECONDS", 10.0
+                "CONVEYOR_SERVER_RESCHEDULER_DELAY_SECONDS", default.rescheduler_delay_seconds
             ),
         )
 

@@ -25,9 +25,9 @@ from conveyor.server.models import flow_runs, run_sweeps
 from conveyor.server.orchestration.policy import cancel_flow_run
 from conveyor.server.services.base import LoopService
 from conveyor.server.services.proposals import propose_to_each
-from conveyor.settings import DEFAULT_SERVICE_INTERVALS
+from conveyor.settings import DEFAULT_SERVICE_INTERVALS, ServicesSettings
 
-DEFAULT_TIMEOUT_SECONDS = 120.0
+DEFAULT_TIMEOUT_SECONDS = ServicesSettings.cancelling_timeout_seconds
 
 
 class CancellationCleanup(LoopService):

@@ -18,9 +18,9 @@ from conveyor.server.database.engine import Database
 from conveyor.server.models import flow_runs, run_sweeps
 from conveyor.server.services.base import LoopService
 from conveyor.server.services.proposals import propose_to_each
-from conveyor.settings import DEFAULT_SERVICE_INTERVALS
+from conveyor.settings import DEFAULT_SERVICE_INTERVALS, ServicesSettings
 
-DEFAULT_AFTER_SECONDS = 15.0
+DEFAULT_AFTER_SECONDS = ServicesSettings.late_runs_after_seconds
 
 
 class LateRuns(LoopService):

@@ -28,9 +28,9 @@ from conveyor.server.database.engine import Database
 from conveyor.server.models import run_sweeps
 from conveyor.server.services.base import LoopService
 from conveyor.server.services.proposals import propose_to_each
-from conveyor.settings import DEFAULT_SERVICE_INTERVALS
+from conveyor.settings import DEFAULT_SERVICE_INTERVALS, ServicesSettings
 
-DEFAULT_AFTER_SECONDS = 25.0  # settings.ServicesSettings.reaper_after_seconds
+DEFAULT_AFTER_SECONDS = ServicesSettings.reaper_after_seconds
 
 
 class Reaper(LoopService):

@@ -26,10 +26,10 @@ from conveyor.server.database.engine import Database
 from conveyor.server.models import flow_runs, run_sweeps
 from conveyor.server.orchestration.policy import set_flow_run_state
 from conveyor.server.services.base import LoopService
-from conveyor.settings import DEFAULT_SERVICE_INTERVALS
+from conveyor.settings import DEFAULT_SERVICE_INTERVALS, ServicesSettings
 
-DEFAULT_MAX_ATTEMPTS = 3
-DEFAULT_DELAY_SECONDS = 10.0
+DEFAULT_MAX_ATTEMPTS = ServicesSettings.rescheduler_max_attempts
+DEFAULT_DELAY_SECONDS = ServicesSettings.rescheduler_delay_seconds
 
 
 class Rescheduler(LoopService):
