@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from tests.server.ui.ui_app import Seed
 
 pytestmark = pytest.mark.anyio
@@ -60,8 +61,8 @@ async def test_bulk_with_nothing_ticked_says_so(ui: httpx.AsyncClient) -> None:
     assert notice == "No runs were selected: tick the boxes of the runs first."
 
 
-async def test_retry_schedules_a_failed_deployment_run_again(
-    ui: httpx.AsyncClient, api: httpx.AsyncClient, seed: Seed
+async def test_retry_schedules_a_failed_deployment_run_again_and_wakes_workers(
+    ui: httpx.AsyncClient, api: httpx.AsyncClient, seed: Seed, app: FastAPI
 ) -> None:
     deployment = await seed.post(
         "/deployments/", {"flow_name": "etl", "name": "daily", "entrypoint": "etl.py:etl"}
@@ -70,9 +71,16 @@ async def test_retry_schedules_a_failed_deployment_run_again(
     await seed.set_state(run["id"], "FAILED", message="boom")
     page = await ui.get(f"/flow-runs/{run['id']}")
     assert 'id="retry-run"' in page.text
+    waiting = app.state.claim_waiters.event("default")  # a worker long-polling a pool
     notice = await _post(ui, "/flow-runs/bulk", [("action", "retry"), ("ids", run["id"])])
     assert notice == "1 run retried."
     assert await _state(api, run["id"]) == ("SCHEDULED", "AwaitingRetry")
+    assert waiting.is_set()  # woken: it claims the run now, not at its next recheck
+    await seed.set_state(run["id"], "FAILED", message="again")
+    waiting = app.state.claim_waiters.event("default")
+    notice = await _post(ui, f"/flow-runs/{run['id']}/retry", [])
+    assert notice == "Run retried: it is now AwaitingRetry."
+    assert waiting.is_set()
 
 
 async def test_a_run_without_a_deployment_cannot_be_retried(

@@ -321,6 +321,8 @@ async def run_action(request: Request, run_id: str, action: str) -> Response:
     if result.status is OrchestrationStatus.ABORT:
         notice = f"Not {past}: {result.reason}"
     else:
+        if action == "retry":
+            claim_waiters(request).notify()  # due now: workers waiting on the pool look
         state = result.state.name if result.state else "changed"
         notice = f"Run {past}: it is now {state}."
     return RedirectResponse(with_notice(f"/flow-runs/{parsed}", notice), status_code=303)

@@ -17,6 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from conveyor.schemas.api import FlowRunFilter, OrchestrationResult, OrchestrationStatus
 from conveyor.schemas.deployments import DeploymentFilter
 from conveyor.schemas.states import StateType
+from conveyor.server.api.claims import claim_waiters
 from conveyor.server.models import deployments, flow_runs, flows
 from conveyor.server.orchestration.policy import FlowRunNotFound, cancel_flow_run
 from conveyor.server.orchestration.retry import retry_flow_run
@@ -181,4 +182,6 @@ async def bulk_action(request: Request) -> Response:
         notice = "No runs were selected: tick the boxes of the runs first."
         return RedirectResponse(with_notice(back, notice), status_code=303)
     done, refused = await database(request).write(_apply, action, ids)
+    if action == "retry" and done:
+        claim_waiters(request).notify()  # due now: workers waiting on the pool look
     return RedirectResponse(with_notice(back, describe(action, done, refused)), status_code=303)
