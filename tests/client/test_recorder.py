@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import threading
 import time
 import uuid
 
-from conveyor.client.recorder import MemoryTransport, Recorder
+import pytest
+
+from conveyor.client.recorder import YIELD_EVERY, Batch, MemoryTransport, Recorder
 from conveyor.schemas.logs import LogRecordCreate
 
 
@@ -53,4 +56,51 @@ def test_a_busy_emitter_is_shipped_in_batches_no_larger_than_the_batch_size() ->
         assert len(memory.logs) == 1_000
         assert 20 <= memory.batches < 1_000  # batched, never one request per record
     finally:
+        recorder.close()
+
+
+class _SlowTransport(MemoryTransport):
+    """Holds each batch until told to go, so a test can emit while one is in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sending = threading.Event()
+        self.go = threading.Event()
+
+    def send_batch(self, batch: Batch) -> None:
+        self.sending.set()
+        self.go.wait(10)
+        super().send_batch(batch)
+
+
+def test_the_engine_offers_the_gil_while_a_batch_is_in_flight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every YIELD_EVERY events, and only while a batch is on its way: otherwise the
+    flusher's thread waits a whole switch interval (5 ms) for the GIL each time it needs
+    it, and the batches reach the server late."""
+    transport = _SlowTransport()
+    recorder = Recorder(transport, flush_interval=60, stream_after=10)
+    yields: list[float] = []
+    real_sleep = time.sleep
+
+    def sleep(seconds: float) -> None:
+        yields.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    try:
+        for n in range(9):
+            recorder.emit(_line(n))
+        assert yields == []  # nothing in flight
+        recorder.emit(_line(9))
+        assert transport.sending.wait(10)
+        for n in range(10, 10 + 4 * YIELD_EVERY):
+            recorder.emit(_line(n))
+        assert yields.count(0) == 4
+        transport.go.set()
+        assert recorder.flush(timeout=10)
+        assert len(transport.logs) == 10 + 4 * YIELD_EVERY
+    finally:
+        transport.go.set()
         recorder.close()
