@@ -11,6 +11,9 @@ any of them runs twice, as ``test_x[sqlite]`` and ``test_x[postgresql]``):
   own ``Database``, e.g. ``create_app(Settings(database_url=...))``).
 * ``database: Database`` -- async fixture: a ``Database`` over ``database_url``, disposed
   afterwards. Async tests need ``pytestmark = pytest.mark.anyio`` in their module.
+* ``app: FastAPI`` -- async fixture: ``create_app`` over ``database_url``, started.
+* ``client: httpx.AsyncClient`` -- async fixture: talks to ``app`` in-process (httpx's
+  ASGI transport), base URL ending in ``/api``.
 
 SQLite databases are files in ``tmp_path``. On PostgreSQL (``CONVEYOR_TEST_POSTGRES_URL``,
 default ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``) each database is a fresh
@@ -30,15 +33,19 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from conveyor.server.app import create_app
 from conveyor.server.database.engine import Database
 from conveyor.server.database.migrate import upgrade
+from conveyor.settings import Settings
 
 POSTGRES_URL_ENV = "CONVEYOR_TEST_POSTGRES_URL"
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -176,3 +183,17 @@ async def database(database_url: str) -> AsyncIterator[Database]:
         yield db
     finally:
         await db.dispose()
+
+
+@pytest.fixture
+async def app(database_url: str, tmp_path: Path) -> AsyncIterator[FastAPI]:
+    application = create_app(Settings(home=tmp_path, database_url=database_url), migrate=False)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://conveyor.test/api") as c:
+        yield c

@@ -10,20 +10,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from conveyor.server.app import create_app
 from conveyor.server.database import orm
 from conveyor.server.database.engine import Database
-from conveyor.settings import Settings
 
 TABLES = (
     orm.Flow,
@@ -41,20 +37,6 @@ TABLES = (
 # Rows per table, plus "task_run_states": the entries of every task run's history.
 RowCounts = Callable[[], Awaitable[dict[str, int]]]
 MakeRun = Callable[..., Awaitable[dict[str, Any]]]
-
-
-@pytest.fixture
-async def app(database_url: str, tmp_path: Path) -> AsyncIterator[FastAPI]:
-    application = create_app(Settings(home=tmp_path, database_url=database_url), migrate=False)
-    async with application.router.lifespan_context(application):
-        yield application
-
-
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://conveyor.test/api") as c:
-        yield c
 
 
 @pytest.fixture
