@@ -1,8 +1,9 @@
-"""Starting a throwaway ``conveyor server start`` for a benchmark."""
+"""Starting a throwaway ``conveyor server start`` for a benchmark, and calling its API."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import subprocess
 import sys
@@ -10,6 +11,15 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+
+def call(url: str, body: dict[str, Any] | None = None) -> Any:
+    """GET ``url`` (POST ``body`` as JSON when given); the response's JSON."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
 
 
 def free_port() -> int:

@@ -23,11 +23,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from _server import running_server
+from _server import call, running_server
 
 FLOW = """
 from conveyor import flow
@@ -39,13 +38,6 @@ def noop(n: int = 0) -> int:
 POOL = "bench"
 
 
-def _call(url: str, body: dict[str, Any] | None = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
-
-
 def _time(text: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -55,14 +47,14 @@ def _wait_for_worker(api: str, worker: subprocess.Popen[bytes]) -> None:
     while time.monotonic() < deadline:
         if worker.poll() is not None:
             raise SystemExit(f"the worker exited with code {worker.returncode} during start-up")
-        if _call(f"{api}/work_pools/{POOL}/workers/filter", {}):
+        if call(f"{api}/work_pools/{POOL}/workers/filter", {}):
             return
         time.sleep(0.1)
     raise SystemExit("the worker did not register within 60 s")
 
 
 def _latency_ms(api: str, run: dict[str, Any]) -> float:
-    states = _call(f"{api}/flow_runs/{run['id']}/states")
+    states = call(f"{api}/flow_runs/{run['id']}/states")
     scheduled = next(_time(s["timestamp"]) for s in states if s["type"] == "SCHEDULED")
     running = next(_time(s["timestamp"]) for s in states if s["type"] == "RUNNING")
     if run.get("expected_start_time"):
@@ -72,13 +64,13 @@ def _latency_ms(api: str, run: dict[str, Any]) -> float:
 
 def _runs(api: str, deployment_id: str, count: int) -> list[dict[str, Any]]:
     body = {"deployment_id": [deployment_id], "limit": max(count, 1)}
-    runs: list[dict[str, Any]] = _call(f"{api}/flow_runs/filter", body)
+    runs: list[dict[str, Any]] = call(f"{api}/flow_runs/filter", body)
     return runs
 
 
 def _measure(api: str, code: Path, count: int, env: dict[str, str]) -> dict[str, Any]:
-    _call(f"{api}/work_pools/", {"name": POOL, "type": "process"})
-    deployment = _call(
+    call(f"{api}/work_pools/", {"name": POOL, "type": "process"})
+    deployment = call(
         f"{api}/deployments/",
         {
             "flow_name": "noop",
@@ -100,7 +92,7 @@ def _measure(api: str, code: Path, count: int, env: dict[str, str]) -> dict[str,
         create = f"{api}/deployments/{deployment['id']}/create_flow_run"
         start = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(count) as pool:
-            list(pool.map(lambda i: _call(create, {"parameters": {"n": i}}), range(count)))
+            list(pool.map(lambda i: call(create, {"parameters": {"n": i}}), range(count)))
         deadline = time.monotonic() + 300
         while True:
             runs = _runs(api, deployment["id"], count)

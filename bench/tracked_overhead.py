@@ -17,10 +17,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import urllib.request
 from pathlib import Path
 
-from _server import running_server
+from _server import call, running_server
 
 WORKLOAD = r"""
 import json, sys, time
@@ -56,17 +55,9 @@ print(json.dumps(out))
 """
 
 
-def _post(url: str, body: dict[str, object]) -> object:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
-
-
 def _verify(api: str, repeat: int) -> dict[str, int]:
     """Every task run, state and log line the workload made must be in the database."""
-    runs = _post(f"{api}/flow_runs/filter", {"limit": 200})
+    runs = call(f"{api}/flow_runs/filter", {"limit": 200})
     assert isinstance(runs, list)
     counts = {"flow_runs": len(runs), "task_runs": 0, "logs": 0}
     expected_tasks = {"sequential": 1000, "mapped": 10000}
@@ -76,7 +67,7 @@ def _verify(api: str, repeat: int) -> dict[str, int]:
         seen = 0
         offset = 0
         while True:
-            page = _post(
+            page = call(
                 f"{api}/task_runs/filter",
                 {"flow_run_id": [run["id"]], "limit": 200, "offset": offset},
             )
@@ -89,7 +80,7 @@ def _verify(api: str, repeat: int) -> dict[str, int]:
             offset += 200
         assert seen == want, f"{run['flow_name']}: {seen} task runs recorded, expected {want}"
         counts["task_runs"] += seen
-        logs = _post(f"{api}/logs/filter", {"flow_run_id": run["id"], "limit": 1000})
+        logs = call(f"{api}/logs/filter", {"flow_run_id": run["id"], "limit": 1000})
         assert isinstance(logs, list) and len(logs) >= 2, f"missing logs for {run['name']}"
         counts["logs"] += len(logs)
     assert counts["flow_runs"] == 1 + 3 * repeat, counts

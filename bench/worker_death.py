@@ -18,11 +18,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from _server import running_server
+from _server import call, running_server
 
 FLOW = """
 import os, time
@@ -34,13 +33,6 @@ def sleepy() -> None:
         f.write(str(os.getpid()))
     time.sleep(600)
 """
-
-
-def _call(url: str, body: dict[str, Any] | None = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
 
 
 def _until(condition: Any, seconds: float, what: str) -> None:
@@ -59,8 +51,8 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
     env.update(CONVEYOR_HOME=str(home), CONVEYOR_LOGGING_LEVEL="WARNING")
     with running_server(env) as api:
-        _call(f"{api}/work_pools/", {"name": "bench", "type": "process"})
-        deployment = _call(
+        call(f"{api}/work_pools/", {"name": "bench", "type": "process"})
+        deployment = call(
             f"{api}/deployments/",
             {
                 "flow_name": "sleepy",
@@ -71,7 +63,7 @@ def main() -> None:
                 "job_variables": {"env": {"MARKER": str(marker)}},
             },
         )
-        run = _call(f"{api}/deployments/{deployment['id']}/create_flow_run", {})
+        run = call(f"{api}/deployments/{deployment['id']}/create_flow_run", {})
         conveyor = str(Path(sys.executable).parent / "conveyor")
         worker = subprocess.Popen(
             [conveyor, "worker", "start", "--pool", "bench"],
@@ -87,7 +79,7 @@ def main() -> None:
             killed = time.monotonic()
 
             def crashed() -> bool:
-                states = _call(f"{api}/flow_runs/{run['id']}/states")
+                states = call(f"{api}/flow_runs/{run['id']}/states")
                 return any(state["type"] == "CRASHED" for state in states)
 
             _until(crashed, 120, "CRASHED")
