@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,8 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.real_server import CONVEYOR, running_server
 
-CONVEYOR = str(Path(sys.executable).parent / "conveyor")
 SERVED = """
 from conveyor import flow
 
@@ -29,39 +28,12 @@ if __name__ == "__main__":
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[dict[str, str]]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
     env = {**base, "CONVEYOR_HOME": str(tmp_path / "home")}
-    port = _free_port()
-    server = subprocess.Popen(
-        [CONVEYOR, "server", "start", "--port", str(port), "--log-level", "warning"],
-        env={**env, "CONVEYOR_SERVER_SERVICES_ENABLED": "false"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "no server"
-            time.sleep(0.1)
+    with running_server({**env, "CONVEYOR_SERVER_SERVICES_ENABLED": "false"}) as url:
         yield {**env, "CONVEYOR_API_URL": url}
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_a_served_flow_runs_its_deployment_runs(env: dict[str, str], tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,8 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-
-CONVEYOR = str(Path(sys.executable).parent / "conveyor")
+from tests.real_server import CONVEYOR, running_server
 
 PAUSING_FLOW = textwrap.dedent(
     """
@@ -65,13 +63,6 @@ DEPLOYED_FLOWS = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
     return {**env, "CONVEYOR_HOME": str(home), "CONVEYOR_LOGGING_LEVEL": "INFO", **extra}
@@ -79,35 +70,13 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
 
 @pytest.fixture
 def server(database_url: str, tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
     env = _env(
         tmp_path / "server-home",
         CONVEYOR_DATABASE_URL=database_url,
         CONVEYOR_SERVER_SERVICES_ENABLED="false",
     )
-    process = subprocess.Popen(
-        [CONVEYOR, "server", "start", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, f"the server exited: {process.communicate()[1]}"
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
+    with running_server(env) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 class Api:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.real_server import free_port
 
 CLI = "from conveyor.cli.main import main; main()"
 
@@ -88,13 +88,6 @@ def _env(**values: str) -> dict[str, str]:
     return env
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 class Server:
     """`conveyor server start` in a subprocess; start() waits until /api/health answers."""
 
@@ -143,7 +136,7 @@ def server_env(tmp_path: Path, database_url: str) -> dict[str, str]:
 
 @pytest.fixture
 def server(server_env: dict[str, str], tmp_path: Path) -> Iterator[Server]:
-    running = Server(server_env, _free_port(), tmp_path / "server.log")
+    running = Server(server_env, free_port(), tmp_path / "server.log")
     running.start()
     try:
         yield running

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
+from tests.real_server import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,13 +82,6 @@ def ui_approval() -> str:
 if __name__ == "__main__":
     globals()[sys.argv[1]]()
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class Server:
@@ -156,7 +149,7 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("ui-server-home")
-    running = Server(home, _free_port())
+    running = Server(home, free_port())
     env = {**running.env, "CONVEYOR_SERVER_SERVICES_ENABLED": "false"}
     port = running.url.rsplit(":", 1)[1]
     log = (home / "server.log").open("wb")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,8 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.real_server import CONVEYOR, running_server
 
-CONVEYOR = str(Path(sys.executable).parent / "conveyor")
 FORK_SERVER = "conveyor.workers.forkserver"
 
 FLOWS = """
@@ -72,31 +71,9 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     home = tmp_path_factory.mktemp("server-home")
-    process = subprocess.Popen(
-        [CONVEYOR, "server", "start", "--port", str(port), "--log-level", "warning"],
-        env=_env(home, CONVEYOR_SERVER_SERVICES_ENABLED="false"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None, "no server"
-            time.sleep(0.1)
+    with running_server(_env(home, CONVEYOR_SERVER_SERVICES_ENABLED="false")) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 class Api:

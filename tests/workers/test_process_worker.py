@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,8 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-
-CONVEYOR = str(Path(sys.executable).parent / "conveyor")
+from tests.real_server import CONVEYOR, running_server
 
 FLOWS = """
 import os, subprocess, sys, time
@@ -60,13 +57,6 @@ def sleeps() -> None:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
     return {**env, "CONVEYOR_HOME": str(home), "CONVEYOR_LOGGING_LEVEL": "INFO", **extra}
@@ -75,30 +65,8 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("server-home")
-    port = _free_port()
-    env = _env(home, CONVEYOR_SERVER_SERVICES_ENABLED="false")
-    process = subprocess.Popen(
-        [CONVEYOR, "server", "start", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start"
-            assert process.poll() is None, "the server exited"
-            time.sleep(0.1)
+    with running_server(_env(home, CONVEYOR_SERVER_SERVICES_ENABLED="false")) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 @pytest.fixture

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-
-CONVEYOR = str(Path(sys.executable).parent / "conveyor")
+from tests.real_server import CONVEYOR, running_server
 
 FLOWS = """
 import os, time
@@ -50,30 +47,8 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen(
-        [CONVEYOR, "server", "start", "--port", str(port), "--log-level", "warning"],
-        env=_env(tmp_path / "server", **SERVICES),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None, "no server"
-            time.sleep(0.1)
+    with running_server(_env(tmp_path / "server", **SERVICES)) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def _worker(server: str, home: Path, name: str) -> subprocess.Popen[str]:
