@@ -275,29 +275,6 @@ async def test_closing_an_embedded_client_shuts_its_server_down(tmp_path: Path) 
     assert closed == ["callback"]
 
 
-def test_the_blocking_poster_retries_as_the_client_does(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Batches go through the blocking twin of the connection; a flaky server costs it
-    the same retries, and a refusal the same ApiError."""
-    delays: list[float] = []
-    monkeypatch.setattr(client_api, "time", types.SimpleNamespace(sleep=delays.append))
-    handler, seen = failing(2, lambda r: httpx.Response(503, json={"detail": "busy"}))
-    poster = _client(handler, retries=5, backoff=0.2).blocking_poster()
-    assert poster is not None
-    assert poster.post("/records", b"{}") == HEALTHY
-    assert seen == ["POST /api/records"] * 3
-    assert len(delays) == 2
-    refusing, _ = failing(1, lambda r: httpx.Response(422, json={"detail": "logs.0: bad"}))
-    poster = _client(refusing).blocking_poster()
-    assert poster is not None
-    with pytest.raises(ApiError, match=r"logs\.0: bad"):
-        poster.post("/records", b"{}")
-    down, _ = failing(100, _raise(httpx.ConnectError))
-    poster = _client(down, retries=1).blocking_poster()
-    assert poster is not None
-    with pytest.raises(ServerUnreachable, match="conveyor server start"):
-        poster.post("/records", b"{}")
-
-
 async def test_an_embedded_client_has_no_blocking_poster(tmp_path: Path) -> None:
     client = await embedded_client(Settings(home=tmp_path))
     try:

@@ -8,6 +8,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -100,7 +101,10 @@ def test_a_batch_too_large_is_sent_in_halves_keeping_task_runs_first(
         for kind in ("task_runs", "task_run_states", "logs")
         for _ in batch[kind]
     ]
-    assert order == ["task_runs", "task_run_states", "logs", "logs"]
+    # The state travels inside its run's record, in the half that carries the run.
+    assert order == ["task_runs", "logs", "logs"]
+    sent: Any = fake.received[0]["task_runs"][0]
+    assert [e["seq"] for e in sent["states"]] == [1]
     assert all(sum(len(v) for v in batch.values()) <= 2 for batch in fake.received)
 
 
@@ -190,3 +194,62 @@ def test_a_run_the_server_does_not_know_keeps_its_own_outcome(
         logger.removeHandler(caplog.handler)
     assert state.is_completed()
     assert "The server has no flow run" in caplog.text
+
+
+def test_a_batch_is_encoded_as_its_schema_would_encode_it() -> None:
+    """``_encode`` writes JSON by type, not through ``RecordBatch``'s serializer: the
+    bytes must read back as the very same batch, whatever a record carries."""
+    from conveyor.client.recorder import NewFlowRun
+    from conveyor.engine.ids import new_id
+    from conveyor.schemas.api import RecordBatch
+    from conveyor.schemas.records import encode_records
+    from conveyor.schemas.results import ResultRef
+    from conveyor.schemas.runs import FlowRun, TaskRunInput
+    from conveyor.schemas.states import Failed, Pending
+
+    flow_run = FlowRun(
+        id=new_id(),
+        name='odd "name" é\n',
+        flow_name="etl",
+        parameters={"n": 1, "at": NOW},
+        created=NOW,
+        tags=["x"],
+    )
+    run = TaskRun(
+        id=new_id(),
+        name="load-3",
+        task_key="etl.load",
+        dynamic_key="3",
+        created=NOW,
+        flow_run_id=flow_run.id,
+        tags=["db", "ünï"],
+        map_index=3,
+        task_inputs=[TaskRunInput(task_run_id=new_id(), parameter="rows")],
+        cache_key="k",
+    )
+    failed = Failed(message="boom \x01", name="Exploded")
+    failed.state_details.cache_key = "k"
+    failed.state_details.scheduled_time = NOW
+    failed.result_ref = ResultRef(storage="/tmp/r", key="k", serializer="pickle")
+    earlier = TaskRun(id=new_id(), name="a-0", task_key="a", dynamic_key="0", created=NOW)
+    batch = Batch(
+        flow_runs=[NewFlowRun(flow_run, first := Pending())],
+        task_runs=[run],
+        task_run_states=[
+            TaskRunStateRecord(task_run_id=run.id, seq=1, state=Pending()),
+            TaskRunStateRecord(task_run_id=run.id, seq=2, state=failed),
+            TaskRunStateRecord(task_run_id=earlier.id, seq=4, state=Completed()),
+        ],
+        logs=[_line('ünïcode "quoted"')],
+    )
+    task_runs, states = encode_records(batch.task_runs, batch.task_run_states)
+    by_schema = RecordBatch.model_construct(
+        flow_runs=[transport_module._flow_run_record(flow_run, first)],
+        task_runs=task_runs,
+        task_run_states=states,
+        logs=batch.logs,
+    ).model_dump_json()
+    encoded = transport_module._encode(batch)
+    assert json.loads(encoded) == json.loads(by_schema)
+    arrived, expected = RecordBatch.from_json(encoded), RecordBatch.from_json(by_schema.encode())
+    assert arrived.model_dump_json() == expected.model_dump_json()

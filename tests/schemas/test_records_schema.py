@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import typing
 import uuid
 
 from conveyor.schemas.api import RecordBatch
 from conveyor.schemas.records import (
     IMPLIED_DETAILS,
     StateDetailsIn,
+    StateEntryIn,
     StateIn,
+    StateTypeName,
     TaskRunIn,
     TaskRunInputIn,
     TaskRunStateIn,
+    encode_records,
     encode_state,
     encode_task_run,
     stored_details,
 )
 from conveyor.schemas.results import ResultRef
 from conveyor.schemas.runs import TaskRun, TaskRunInput, TaskRunStateRecord
-from conveyor.schemas.states import Completed, Failed, Pending, State, StateDetails
+from conveyor.schemas.states import Completed, Failed, Pending, State, StateDetails, StateType
 
 NOW = datetime.datetime(2026, 11, 21, 12, 0, tzinfo=datetime.timezone.utc)
 
@@ -31,11 +35,13 @@ def _fields(cls: type) -> set[str]:
 
 def test_the_wire_types_carry_every_field_of_the_engine_records() -> None:
     # A field added to a dataclass must be added to its wire type too, or it is dropped.
-    assert set(TaskRunIn.__annotations__) == _fields(TaskRun)
+    assert set(TaskRunIn.__annotations__) == _fields(TaskRun) | {"states"}
     assert set(TaskRunInputIn.__annotations__) == _fields(TaskRunInput)
     assert set(TaskRunStateIn.__annotations__) == _fields(TaskRunStateRecord)
     assert set(StateIn.__annotations__) == _fields(State) - {"data"}
+    assert set(StateEntryIn.__annotations__) == _fields(State) - {"data"} | {"seq"}
     assert set(StateDetailsIn.__annotations__) == _fields(StateDetails)
+    assert set(typing.get_args(StateTypeName)) == {t.value for t in StateType}
 
 
 def _round_trip(run: TaskRun, *records: TaskRunStateRecord) -> RecordBatch:
@@ -115,3 +121,30 @@ def test_a_renamed_default_state_keeps_its_name() -> None:
     cached = Completed(name="Cached")
     encoded = encode_state(TaskRunStateRecord(task_run_id=run.id, seq=2, state=cached))
     assert encoded["state"].get("name") == "Cached"
+
+
+def _state(run: TaskRun, seq: int, state: State) -> TaskRunStateRecord:
+    state.state_details.task_run_id = run.id
+    return TaskRunStateRecord(task_run_id=run.id, seq=seq, state=state)
+
+
+def test_states_travel_inside_their_run_when_it_is_in_the_batch() -> None:
+    shipped = TaskRun(id=uuid.uuid4(), name="a-0", task_key="a", dynamic_key="0", created=NOW)
+    fresh = TaskRun(id=uuid.uuid4(), name="b-0", task_key="b", dynamic_key="0", created=NOW)
+    records = [
+        _state(fresh, 1, Pending()),
+        _state(shipped, 3, Completed()),  # its run went in an earlier batch
+        _state(fresh, 2, Completed(name="Cached")),
+    ]
+    runs, alone = encode_records([fresh], records)
+    assert [(e["seq"], e["type"], e.get("name")) for e in runs[0].get("states", [])] == [
+        (1, "PENDING", None),
+        (2, "COMPLETED", "Cached"),
+    ]
+    # Plain strings, not the enum: a member costs the encoder several times as much.
+    assert {type(e["type"]) for e in runs[0].get("states", [])} == {str}
+    assert [(r["task_run_id"], r["seq"]) for r in alone] == [(shipped.id, 3)]
+    batch = RecordBatch.model_construct(task_runs=runs, task_run_states=alone, logs=[])
+    arrived = RecordBatch.from_json(batch.model_dump_json().encode())
+    assert [e["seq"] for e in arrived.task_runs[0].get("states", [])] == [1, 2]
+    assert arrived.task_run_states[0]["state"]["type"] == "COMPLETED"

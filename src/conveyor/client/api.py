@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import os
 import random
 import ssl
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -53,6 +53,9 @@ from conveyor.schemas.api import (
     VariableSet,
 )
 from conveyor.schemas.states import State
+
+if TYPE_CHECKING:
+    from conveyor.client.poster import BlockingPoster
 
 logger = logging.getLogger("conveyor.client")
 M = TypeVar("M", bound=BaseModel)
@@ -129,30 +132,34 @@ class ConveyorClient(DeploymentsApi):
         self._on_close.append(callback)
 
     def blocking_poster(self) -> BlockingPoster | None:
-        """A blocking twin of this client's connection for POSTs from a plain thread, or
-        None when the transport is async only (the embedded server)."""
-        transport = self._transport
-        if transport is not None and not isinstance(transport, httpx.BaseTransport):
+        """A blocking connection to this client's server for POSTs from a plain thread
+        (the recorder's flusher); None when requests go through a transport of the
+        caller's (the embedded server, tests) or a proxy, which only this client knows."""
+        from conveyor.client.poster import BlockingPoster, proxied
+
+        if self._transport is not None or proxied(self.api_url):
             return None
-        http = httpx.Client(
-            base_url=self.api_url, timeout=self._timeout, transport=transport, verify=self._verify()
+        return BlockingPoster(
+            self.api_url, timeout=self._timeout, retries=self.retries, backoff=self.backoff
         )
-        return BlockingPoster(http, self.api_url, self.retries, self.backoff)
 
     # -- transport ----------------------------------------------------------------------
     async def request(
         self,
         method: str,
         path: str,
-        body: BaseModel | None = None,
+        body: BaseModel | bytes | None = None,
         *,
         only_fields_set: bool = False,
     ) -> Any:
-        """``only_fields_set`` sends just the top-level fields set on ``body``: a PATCH's
-        changes. (Not pydantic's ``exclude_unset``, which would also drop the defaults of
-        nested models, a schedule's ``kind`` among them.)"""
-        content = None
-        if body is not None:
+        """``body`` is a model, or JSON already encoded. ``only_fields_set`` sends just
+        the top-level fields set on a model: a PATCH's changes. (Not pydantic's
+        ``exclude_unset``, which would also drop the defaults of nested models, a
+        schedule's ``kind`` among them.)"""
+        content: str | bytes | None = None
+        if isinstance(body, bytes):
+            content = body
+        elif body is not None:
             include = set(body.model_fields_set) if only_fields_set else None
             content = body.model_dump_json(include=include)
         headers = {"content-type": "application/json"} if content is not None else None
@@ -165,7 +172,9 @@ class ConveyorClient(DeploymentsApi):
                 if delay is None:
                     raise unreachable(self.api_url, exc) from exc
             else:
-                delay = backoff.next_delay(response)
+                delay = backoff.next_delay(
+                    response.status_code, response.headers.get("retry-after")
+                )
                 if delay is None:
                     return decode(response)
             await asyncio.sleep(delay)
@@ -194,11 +203,17 @@ class ConveyorClient(DeploymentsApi):
         state: State,
         *,
         force: bool = False,
-        records: RecordBatch | None = None,
+        records: RecordBatch | bytes | None = None,
     ) -> OrchestrationResult:
-        """Propose ``state``; ``records`` are recorded first, in the same transaction."""
-        body = SetState(state=state, force=force)
-        body.records = records  # the engine's own records: not validated again
+        """Propose ``state``; ``records`` (a batch, or one already encoded as JSON) are
+        recorded first, in the same transaction."""
+        proposal = SetState(state=state, force=force)
+        body: SetState | bytes = proposal
+        if isinstance(records, bytes):
+            head = proposal.model_dump_json(exclude={"records"}).encode()
+            body = head[:-1] + b',"records":' + records + b"}"
+        else:
+            proposal.records = records  # the engine's own records: not validated again
         data = await self.request("POST", f"/flow_runs/{flow_run_id}/set_state", body)
         return OrchestrationResult.model_validate(data)
 
@@ -233,7 +248,7 @@ class ConveyorClient(DeploymentsApi):
     async def delete_flow_run(self, flow_run_id: uuid.UUID) -> None:
         await self.request("DELETE", f"/flow_runs/{flow_run_id}")
 
-    async def record(self, batch: RecordBatch) -> RecordBatchResult:
+    async def record(self, batch: RecordBatch | bytes) -> RecordBatchResult:
         return RecordBatchResult.model_validate(await self.request("POST", "/records", batch))
 
     async def read_task_run(self, task_run_id: uuid.UUID) -> TaskRunRead:
@@ -356,14 +371,13 @@ class Backoff:
         self._left = retries
         self._delay = first_delay
 
-    def next_delay(self, response: httpx.Response | None) -> float | None:
-        """Seconds to wait before trying again after ``response`` (None: no response at
-        all); None when the answer stands."""
-        if self._left <= 0 or (response is not None and response.status_code not in RETRY_STATUS):
+    def next_delay(self, status: int | None, retry_after: str | None = None) -> float | None:
+        """Seconds to wait before trying again after an answer with ``status`` (None: no
+        answer at all) and ``Retry-After`` header; None when the answer stands."""
+        if self._left <= 0 or (status is not None and status not in RETRY_STATUS):
             return None
         self._left -= 1
         delay = self._delay
-        retry_after = response.headers.get("retry-after") if response is not None else None
         if retry_after and retry_after.isdigit():
             delay = max(delay, float(retry_after))
         self._delay = min(self._delay * 2, 10.0)
@@ -379,47 +393,18 @@ def unreachable(api_url: str, exc: Exception) -> ServerUnreachable:
 
 def decode(response: httpx.Response) -> Any:
     """A response's JSON, or ApiError naming the server's complaint."""
-    if response.status_code == 204:
+    return decode_body(response.status_code, response.reason_phrase, response.content)
+
+
+def decode_body(status: int, reason: str, payload: bytes) -> Any:
+    """The JSON of a response with ``status``, or ApiError naming the server's complaint."""
+    if status == 204:
         return None
     try:
-        payload = response.json()
+        data = json.loads(payload)
     except ValueError:
-        payload = {"detail": response.text[:500]}
-    if response.is_error:
-        detail = payload.get("detail") if isinstance(payload, dict) else None
-        raise ApiError(response.status_code, str(detail or response.reason_phrase))
-    return payload
-
-
-class BlockingPoster:
-    """POSTs from a plain thread with a blocking connection: how the recorder's flusher
-    ships batches. Through the async client it would hand each request to the portal's
-    event loop thread and back, and every hand-off waits for the GIL: while a flow's
-    thread is busy that made a request take ~90 ms instead of ~16 ms, so records piled
-    up until the flow ended instead of streaming to the server while it ran."""
-
-    def __init__(self, http: httpx.Client, api_url: str, retries: int, backoff: float) -> None:
-        self._http = http
-        self._api_url = api_url
-        self._retries = retries
-        self._backoff = backoff
-
-    def post(self, path: str, content: str | bytes) -> Any:
-        """Retried as ``ConveyorClient.request`` retries."""
-        headers = {"content-type": "application/json"}
-        backoff = Backoff(self._retries, self._backoff)
-        while True:
-            try:
-                response = self._http.post(path, content=content, headers=headers)
-            except httpx.TransportError as exc:
-                delay = backoff.next_delay(None)
-                if delay is None:
-                    raise unreachable(self._api_url, exc) from exc
-            else:
-                delay = backoff.next_delay(response)
-                if delay is None:
-                    return decode(response)
-            time.sleep(delay)
-
-    def close(self) -> None:
-        self._http.close()
+        data = {"detail": payload[:500].decode(errors="replace")}
+    if status >= 400:
+        detail = data.get("detail") if isinstance(data, dict) else None
+        raise ApiError(status, str(detail or reason))
+    return data

@@ -218,6 +218,7 @@ class Recorder:
         self._wake = threading.Event()
         self._drained = threading.Condition()
         self._in_flight = 0
+        self._urgent = False  # ship everything queued, however little (a flush waits)
         self._closed = False
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -257,13 +258,13 @@ class Recorder:
         if self._thread is None:
             return True
         deadline = None if timeout is None else time.monotonic() + timeout
-        self._wake.set()
+        self._ship_now()
         with self._drained:
             while self._queue or self._in_flight:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._wake.set()
+                self._ship_now()
                 self._drained.wait(remaining if remaining is not None else 0.1)
         return True
 
@@ -308,21 +309,32 @@ class Recorder:
             self._in_flight -= count
             self._drained.notify_all()
 
+    def _ship_now(self) -> None:
+        with self._drained:  # (reentrant) the flusher reads and resets it under the lock
+            self._urgent = True
+        self._wake.set()
+
     def _wait_below(self, size: int) -> None:
         with self._drained:
             while len(self._queue) > size:
-                self._wake.set()
+                self._ship_now()
                 self._drained.wait(0.05)
 
     def _run(self) -> None:
         while not self._closed:
-            self._wake.wait(self.flush_interval)
+            woken = self._wake.wait(self.flush_interval)
             self._wake.clear()
-            self._ship_all()
+            with self._drained:
+                everything = self._urgent or not woken  # a flush, or the interval is up
+                self._urgent = False
+            self._ship(everything)
 
-    def _ship_all(self) -> None:
+    def _ship(self, everything: bool) -> None:
+        """Ship batches while ``stream_after`` events wait, or until none is left when
+        ``everything``. Not a few events at a time as they trickle in while a batch is in
+        flight: each request costs the flow's thread GIL time, whatever its size."""
         queue = self._queue
-        while queue:
+        while len(queue) >= (1 if everything else self.stream_after):
             batch = Batch()
             with self._drained:
                 count = min(len(queue), self.batch_size)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
+from pydantic_core import to_json
 
 from conveyor.client.api import ApiError, ConveyorClient, ServerUnreachable
 from conveyor.client.embedded import connect
@@ -19,9 +20,8 @@ from conveyor.schemas.api import (
     FlowRunRecord,
     OrchestrationResult,
     OrchestrationStatus,
-    RecordBatch,
 )
-from conveyor.schemas.records import encode_state, encode_task_run
+from conveyor.schemas.records import encode_records
 from conveyor.schemas.runs import FlowRun
 from conveyor.schemas.states import State
 from conveyor.settings import Settings
@@ -104,7 +104,7 @@ class ApiTransport:
             )
 
     def _propose(
-        self, flow_run_id: uuid.UUID, state: State, records: RecordBatch | None
+        self, flow_run_id: uuid.UUID, state: State, records: bytes | None
     ) -> OrchestrationResult:
         return self._until_reachable(
             lambda: self._client.set_flow_run_state(flow_run_id, state, records=records),
@@ -140,7 +140,7 @@ class ApiTransport:
         body = _encode(batch)
         try:
             if self._poster is not None:
-                self._poster.post("/records", body.model_dump_json())
+                self._poster.post("/records", body)
             else:
                 self._portal.call(self._client.record(body))
         except ApiError as exc:
@@ -162,21 +162,29 @@ class ApiTransport:
             self._portal.stop()
 
 
-def _encode(batch: Batch) -> RecordBatch:
-    # Task runs, states and logs are built from the engine's own records, so valid by
-    # construction: not re-validated. A flow run carries a user's name, tags and
-    # parameters, which are checked here (a bad one is refused like any bad record).
+def _encode(batch: Batch) -> bytes:
+    """A batch as the JSON of a ``RecordBatch``.
+
+    Task runs, states and logs are built from the engine's own records, so valid by
+    construction: not re-validated. A flow run carries a user's name, tags and
+    parameters, which are checked here (a bad one is refused like any bad record).
+    Encoded by type, not through ``RecordBatch``'s schema: for these plain records that
+    takes half the time, and this runs on the flow's process, beside its thread.
+    """
     flow_runs = []
     for new in batch.flow_runs:
         try:
             flow_runs.append(_flow_run_record(new.flow_run, new.state))
         except ValidationError as exc:
             logger.error("Flow run %r cannot be recorded: %s", new.flow_run.name, exc)
-    return RecordBatch.model_construct(
-        flow_runs=flow_runs,
-        task_runs=[encode_task_run(run) for run in batch.task_runs],
-        task_run_states=[encode_state(record) for record in batch.task_run_states],
-        logs=batch.logs,
+    task_runs, task_run_states = encode_records(batch.task_runs, batch.task_run_states)
+    return to_json(
+        {
+            "flow_runs": flow_runs,
+            "task_runs": task_runs,
+            "task_run_states": task_run_states,
+            "logs": batch.logs,
+        }
     )
 
 

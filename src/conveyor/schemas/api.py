@@ -420,7 +420,14 @@ _SUSPECT = re.compile(rb"\\u0000|\\u[dD][89abcdefABCDEF]|NaN|Infinity|\x00")
 
 
 def _may_need_cleaning(raw: bytes) -> bool:
+    # A substring test is a fast scan; the regex, trying four patterns at every byte of a
+    # record batch, cost a sixth of reading it. So the regex only confirms a hit.
+    if all(marker not in raw for marker in _MARKERS):
+        return False
     return _SUSPECT.search(raw) is not None
+
+
+_MARKERS = (b"\\u", b"NaN", b"Infinity", b"\x00")
 
 
 class RecordBatchResult(BaseModel):

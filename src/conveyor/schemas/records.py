@@ -20,7 +20,7 @@ import dataclasses
 import datetime
 import uuid
 from collections.abc import Iterable
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import AwareDatetime, ConfigDict, Field, GetPydanticSchema, with_config
 from pydantic_core import core_schema
@@ -28,7 +28,7 @@ from typing_extensions import NotRequired, TypedDict
 
 from conveyor.schemas.results import ResultRef
 from conveyor.schemas.runs import TaskRun, TaskRunStateRecord
-from conveyor.schemas.states import StateDetails, StateType, default_state_name
+from conveyor.schemas.states import State, StateDetails, default_state_name
 
 _FORBID_EXTRA = ConfigDict(extra="forbid")
 Int32 = Annotated[int, Field(ge=0, le=2**31 - 1)]
@@ -76,9 +76,24 @@ class StateDetailsIn(TypedDict, total=False):
     run_input: dict[str, Any] | None
 
 
+StateTypeName = Literal[
+    "SCHEDULED",
+    "PENDING",
+    "RUNNING",
+    "PAUSED",
+    "CANCELLING",
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "CRASHED",
+]
+"""A ``StateType``'s value. On the wire a state's type is this plain string, not the enum:
+encoding an enum member cost more than the rest of a task run's record together."""
+
+
 @with_config(_FORBID_EXTRA)
 class StateIn(TypedDict):
-    type: StateType
+    type: StateTypeName
     name: NotRequired[str | None]
     message: NotRequired[str | None]
     timestamp: NotRequired[WireTime]
@@ -88,9 +103,18 @@ class StateIn(TypedDict):
 
 @with_config(_FORBID_EXTRA)
 class TaskRunStateIn(TypedDict):
+    """A state of a task run recorded by an earlier batch (a long task's later states)."""
+
     task_run_id: uuid.UUID
     seq: Int32
     state: StateIn
+
+
+@with_config(_FORBID_EXTRA)
+class StateEntryIn(StateIn):
+    """A state inline in its task run's record (``TaskRunIn.states``)."""
+
+    seq: Int32
 
 
 @with_config(_FORBID_EXTRA)
@@ -113,6 +137,8 @@ class TaskRunIn(TypedDict):
     map_index: NotRequired[Int32 | None]
     task_inputs: NotRequired[list[TaskRunInputIn]]
     cache_key: NotRequired[Annotated[str | None, Field(max_length=1000)]]
+    # The run's states that travel with it: a short task's whole history in one record.
+    states: NotRequired[list[StateEntryIn]]
 
 
 # State details the record itself implies; never sent, never stored.
@@ -154,9 +180,42 @@ def encode_task_run(run: TaskRun) -> TaskRunIn:
     return out
 
 
+def encode_records(
+    runs: Iterable[TaskRun], records: Iterable[TaskRunStateRecord]
+) -> tuple[list[TaskRunIn], list[TaskRunStateIn]]:
+    """Task runs and states for a batch: a state travels inside its run's record when the
+    run is in the batch too (most are: a short task's run and all its states), and on its
+    own otherwise."""
+    out: list[TaskRunIn] = []
+    by_id: dict[uuid.UUID, TaskRunIn] = {}
+    for run in runs:
+        wire = by_id[run.id] = encode_task_run(run)
+        out.append(wire)
+    alone: list[TaskRunStateIn] = []
+    for record in records:
+        owner = by_id.get(record.task_run_id)
+        if owner is None:
+            alone.append(encode_state(record))
+            continue
+        entry = cast(StateEntryIn, encode_wire_state(record.state))
+        entry["seq"] = record.seq
+        if "states" in owner:
+            owner["states"].append(entry)
+        else:
+            owner["states"] = [entry]
+    return out, alone
+
+
 def encode_state(record: TaskRunStateRecord) -> TaskRunStateIn:
-    state = record.state
-    wire: StateIn = {"type": state.type, "timestamp": state.timestamp}
+    return {
+        "task_run_id": record.task_run_id,
+        "seq": record.seq,
+        "state": encode_wire_state(record.state),
+    }
+
+
+def encode_wire_state(state: State) -> StateIn:
+    wire: StateIn = {"type": state.type._value_, "timestamp": state.timestamp}
     if state.name != default_state_name(state.type):
         wire["name"] = state.name
     if state.message is not None:
@@ -170,7 +229,7 @@ def encode_state(record: TaskRunStateRecord) -> TaskRunStateIn:
         wire["state_details"] = cast(StateDetailsIn, details)
     if state.result_ref is not None:
         wire["result_ref"] = state.result_ref
-    return {"task_run_id": record.task_run_id, "seq": record.seq, "state": wire}
+    return wire
 
 
 def stored_details(details: StateDetailsIn | None) -> dict[str, Any]:

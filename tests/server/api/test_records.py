@@ -163,6 +163,52 @@ async def test_the_same_batch_twice_records_nothing_new(
     assert read["run_count"] == 1
 
 
+def inline(seq: int, type_: str, **fields: Any) -> dict[str, Any]:
+    """A state inside its run's record (``states``), as the engine sends a short task."""
+    return {"seq": seq, "type": type_, **fields}
+
+
+async def test_states_inside_a_run_record_are_recorded_like_states_alone(
+    client: httpx.AsyncClient, make_run: MakeRun, row_counts: RowCounts
+) -> None:
+    flow_run = await make_run()
+    run = task_run(flow_run["id"], states=[inline(1, "PENDING"), inline(2, "RUNNING")])
+    assert (await _record(client, task_runs=[run]))["task_run_states"] == 2
+    counts = await row_counts()
+    assert (await _record(client, task_runs=[run]))["task_run_states"] == 0  # a repeat
+    assert await row_counts() == counts
+    # The run's record again, with a later state inline and another alone: both merge in.
+    later = {**run, "states": [inline(2, "RUNNING"), inline(4, "COMPLETED", message="ok")]}
+    result = await _record(
+        client, task_runs=[later], task_run_states=[state(run["id"], 3, "RUNNING", name="Retrying")]
+    )
+    assert (result["task_runs"], result["task_run_states"]) == (0, 2)
+    read = await _task_run(client, run["id"])
+    assert (read["state_type"], read["run_count"], read["end_time"] is not None) == (
+        "COMPLETED",
+        2,
+        True,
+    )
+    assert await _history(client, run["id"]) == [
+        (1, "PENDING", "Pending"),
+        (2, "RUNNING", "Running"),
+        (3, "RUNNING", "Retrying"),
+        (4, "COMPLETED", "Completed"),
+    ]
+
+
+async def test_a_bad_state_inside_a_run_record_is_refused_by_its_place(
+    client: httpx.AsyncClient, make_run: MakeRun, row_counts: RowCounts
+) -> None:
+    flow_run = await make_run()
+    counts = await row_counts()
+    run = task_run(flow_run["id"], states=[inline(1, "PENDING"), {"type": "RUNNING"}])
+    response = await client.post("/records", json={"task_runs": [run]})
+    assert response.status_code == 422
+    assert "task_runs.0.states.1.seq" in response.text
+    assert await row_counts() == counts
+
+
 async def test_duplicates_inside_one_batch_are_recorded_once(
     client: httpx.AsyncClient, make_run: MakeRun
 ) -> None:

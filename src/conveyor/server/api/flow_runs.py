@@ -43,8 +43,13 @@ URGENT_RECORDS = 50
 
 
 def _record_count(batch: RecordBatch) -> int:
+    inline_states = sum(len(run.get("states", ())) for run in batch.task_runs)
     return (
-        len(batch.flow_runs) + len(batch.task_runs) + len(batch.task_run_states) + len(batch.logs)
+        len(batch.flow_runs)
+        + len(batch.task_runs)
+        + inline_states
+        + len(batch.task_run_states)
+        + len(batch.logs)
     )
 
 

@@ -20,14 +20,15 @@ from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from conveyor.schemas.api import TaskRunFilter
-from conveyor.schemas.records import TaskRunIn, TaskRunStateIn, stored_details
-from conveyor.schemas.states import TERMINAL_STATE_TYPES, default_state_name
+from conveyor.schemas.records import StateIn, TaskRunIn, TaskRunStateIn, stored_details
+from conveyor.schemas.states import TERMINAL_STATE_TYPES, StateType, default_state_name
 from conveyor.server.database import orm
 from conveyor.server.models.common import insert_returning_new_keys
 
 # Existing runs are read back (to merge late states) this many at a time.
 _IDS_PER_QUERY = 500
 _TERMINAL = frozenset(t.value for t in TERMINAL_STATE_TYPES)
+_DEFAULT_NAMES = {t.value: default_state_name(t) for t in StateType}
 _UTC = datetime.timezone.utc
 
 Entry = dict[str, Any]
@@ -67,7 +68,7 @@ def record_task_runs(
     New task runs are inserted with their whole history and current state already
     worked out; only runs recorded by an earlier batch are read back and updated.
     """
-    histories = _histories(states, received)
+    histories = _histories(task_runs, states, received)
     rows = [_task_run_values(run, histories.get(run["id"], {})) for run in task_runs]
     new_runs = {key[0] for key in insert_returning_new_keys(session, orm.TaskRun, rows)}
     added = sum(len(histories.get(run_id, ())) for run_id in new_runs)
@@ -77,26 +78,32 @@ def record_task_runs(
 
 
 def _histories(
-    records: Iterable[TaskRunStateIn], received: Moment
+    runs: Iterable[TaskRunIn], records: Iterable[TaskRunStateIn], received: Moment
 ) -> dict[uuid.UUID, dict[int, Entry]]:
-    """The batch's states as stored entries, by run and seq (a repeated seq: the first)."""
+    """The batch's states, inline in their runs' records or on their own, as stored
+    entries by run and seq (a repeated seq: the first)."""
     out: dict[uuid.UUID, dict[int, Entry]] = {}
+    for run in runs:
+        if inline := run.get("states"):
+            entries = out.setdefault(run["id"], {})
+            for state in inline:
+                if state["seq"] not in entries:
+                    entries[state["seq"]] = _entry(state["seq"], state, received)
     for record in records:
         entries = out.setdefault(record["task_run_id"], {})
         if record["seq"] not in entries:
-            entries[record["seq"]] = _entry(record, received)
+            entries[record["seq"]] = _entry(record["seq"], record["state"], received)
     return out
 
 
-def _entry(record: TaskRunStateIn, received: Moment) -> Entry:
-    state = record["state"]
+def _entry(seq: int, state: StateIn, received: Moment) -> Entry:
     type_ = state["type"]
     timestamp = state.get("timestamp")
     entry: Entry = {
-        "seq": record["seq"],
-        "type": type_.value,
+        "seq": seq,
+        "type": type_,
         # The name is bounded like a flow run state's; a user may name states freely.
-        "name": (state.get("name") or default_state_name(type_))[:50],
+        "name": (state.get("name") or _DEFAULT_NAMES[type_])[:50],
         "timestamp": received if timestamp is None else moment(timestamp),
     }
     if (message := state.get("message")) is not None:
