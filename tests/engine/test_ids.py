@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import time
 import uuid
 
@@ -13,6 +14,20 @@ def test_ids_are_unique_version_7_uuids() -> None:
     ids = {new_id() for _ in range(10_000)}
     assert len(ids) == 10_000
     assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+
+
+def test_an_id_is_a_uuid_like_any_other() -> None:
+    # Made without UUID's constructor: equal, hashed, printed and pickled as one made with it.
+    made = new_id()
+    same = uuid.UUID(int=made.int)
+    assert (made, hash(made), str(made), made.is_safe) == (
+        same,
+        hash(same),
+        str(same),
+        same.is_safe,
+    )
+    assert pickle.loads(pickle.dumps(made)) == same
+    assert uuid.UUID(str(made)) == made
 
 
 def test_ids_start_with_the_millisecond_they_were_made() -> None:

@@ -9,7 +9,6 @@ differ between sync and async code, which is how Conveyor avoids hand-kept twins
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
@@ -33,6 +32,9 @@ class Call:
     timeout: float | None
     name: str
     timeout_error: type[Exception]
+    is_async: bool
+    """``fn`` is a coroutine function: known when the task or flow was made, and asking
+    ``inspect`` again on every call cost a trivial task ~1 µs."""
 
 
 @dataclass(slots=True)
@@ -76,7 +78,7 @@ def perform_sync(steps: Steps) -> State:
         outcome, error = None, None
         try:
             if isinstance(effect, Call):
-                if inspect.iscoroutinefunction(effect.fn):
+                if effect.is_async:
                     from conveyor.engine.runtime import run_coro_sync
 
                     outcome = run_coro_sync(_call_async(effect))
@@ -107,7 +109,7 @@ async def perform_async(steps: Steps) -> State:
         outcome, error = None, None
         try:
             if isinstance(effect, Call):
-                if inspect.iscoroutinefunction(effect.fn):
+                if effect.is_async:
                     outcome = await _call_async(effect)
                 else:
                     outcome = _call_sync(effect)

@@ -443,6 +443,7 @@ def flow_run_steps(engine: FlowRunEngine) -> Steps:
                 flow.timeout_seconds,
                 engine.flow_run.name,
                 FlowRunTimeoutError,
+                flow.isasync,
             )
         except BaseException as exc:  # noqa: BLE001 - every outcome is recorded as a state
             error = exc

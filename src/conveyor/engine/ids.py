@@ -27,6 +27,12 @@ _VARIANT_RFC = 0b10 << 62
 _RAND_A = ((1 << 12) - 1) << 64
 _RAND_B = (1 << 62) - 1
 
+# ``uuid.UUID(int=...)`` checks which of its five ways of being called this is: half of
+# making an id. A UUID is its two slots; set them as its own constructor does.
+_allocate = object.__new__
+_set_slot = object.__setattr__
+_UNKNOWN_SAFETY = uuid.SafeUUID.unknown
+
 
 def new_id() -> uuid.UUID:
     """A time-ordered (version 7) UUID: 48 bits of Unix milliseconds, 74 random."""
@@ -34,4 +40,7 @@ def new_id() -> uuid.UUID:
     bits = _generator.getrandbits(74)
     rand_a = (bits >> 62) << 64  # the top 12 random bits
     value = (millis << 80) | _VERSION_7 | rand_a | _VARIANT_RFC | (bits & _RAND_B)
-    return uuid.UUID(int=value)
+    made: uuid.UUID = _allocate(uuid.UUID)
+    _set_slot(made, "int", value)
+    _set_slot(made, "is_safe", _UNKNOWN_SAFETY)
+    return made

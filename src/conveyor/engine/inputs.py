@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from conveyor.engine.futures import FutureList
@@ -101,10 +102,19 @@ def iter_leaves(value: Any) -> Iterator[tuple[Any, bool]]:
         yield from iter_leaves(value.value)
         return
     if kind is dict:
-        for v in value.values():
-            yield from iter_leaves(v)
+        items: Any = value.values()
     elif _is_collection(value):
-        for v in value:
-            yield from iter_leaves(v)
+        items = value
     else:
         yield value, False
+        return
+    for v in items:
+        if type(v) not in _SCALARS:  # most inputs are: no generator made for them
+            yield from iter_leaves(v)
+
+
+@dataclass(frozen=True)
+class UpstreamPlaceholder:
+    """Stands for the n-th upstream future while a call travels to a cluster."""
+
+    index: int

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.client.recorder import RunRecorder
 from conveyor.engine.context import RunEnvironment
+from conveyor.engine.effects import perform_async, perform_sync
 from conveyor.engine.futures import ConveyorFuture
-from conveyor.engine.inputs import iter_leaves, walk
+from conveyor.engine.inputs import UpstreamPlaceholder, iter_leaves, walk
+from conveyor.engine.task_engine import TaskRunEngine, task_run_steps
 from conveyor.schemas.states import State
 
 if TYPE_CHECKING:
@@ -75,20 +77,7 @@ class TaskCall:
         return replace(self, parameters=parameters, wait_for=wait_for)
 
     def run_sync(self, recorder: RunRecorder) -> State:
-        from conveyor.engine.effects import perform_sync
-        from conveyor.engine.task_engine import TaskRunEngine, task_run_steps
-
         return perform_sync(task_run_steps(TaskRunEngine(self, recorder)))
 
     async def run_async(self, recorder: RunRecorder) -> State:
-        from conveyor.engine.effects import perform_async
-        from conveyor.engine.task_engine import TaskRunEngine, task_run_steps
-
         return await perform_async(task_run_steps(TaskRunEngine(self, recorder)))
-
-
-@dataclass(frozen=True)
-class UpstreamPlaceholder:
-    """Stands for the n-th upstream future while a call travels to a cluster."""
-
-    index: int

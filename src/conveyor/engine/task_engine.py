@@ -20,10 +20,9 @@ from conveyor.engine.concurrency import Slots, limited_tags, task_slots
 from conveyor.engine.context import TaskRunContext, _log_prints, task_run_context
 from conveyor.engine.effects import Blocking, Call, Effect, RunHooks, Sleep, Steps, WaitFor
 from conveyor.engine.futures import ConveyorFuture
-from conveyor.engine.inputs import iter_leaves, walk
+from conveyor.engine.inputs import UpstreamPlaceholder, iter_leaves, walk
 from conveyor.engine.options import delay_for_attempt
 from conveyor.engine.run_logging import run_log_extra
-from conveyor.engine.task_call import UpstreamPlaceholder
 from conveyor.exceptions import ConfigurationError, TaskRunTimeoutError, UpstreamTaskError
 from conveyor.schemas.runs import TaskRun, TaskRunInput, TaskRunStateRecord
 from conveyor.schemas.states import (
@@ -48,6 +47,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("conveyor.task_runs")
 
+# What ``engine.state`` holds until the run records its first state (nothing reads it
+# before then): shared, since a state is never changed once it is replaced.
+_NOT_STARTED = Pending(name="NotStarted")
+
 
 class TaskRunEngine:
     """One task run's decisions. Drivers call: prepare, then attempts, then finish."""
@@ -60,7 +63,7 @@ class TaskRunEngine:
         self.task_run_id = call.task_run_id
         self.seq = 0
         self.run_count = 0
-        self.state: State = Pending()
+        self.state: State = _NOT_STARTED
         self.inputs: dict[str, Any] = call.parameters
         self.cache_key: str | None = None
         self.result_store: ResultStore | None = None
@@ -396,7 +399,13 @@ def task_run_steps(engine: TaskRunEngine) -> Steps:
                 slots = yield Blocking(partial(task_slots, engine.recorder, limited, holder))
             args, kwargs = engine.call_args()
             value = yield Call(
-                task.fn, args, kwargs, task.timeout_seconds, engine.name, TaskRunTimeoutError
+                task.fn,
+                args,
+                kwargs,
+                task.timeout_seconds,
+                engine.name,
+                TaskRunTimeoutError,
+                task.isasync,
             )
         except BaseException as exc:  # noqa: BLE001 - every outcome is recorded as a state
             error = exc

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import inspect
+import types
 from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
@@ -23,6 +25,16 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 _NOT_SET: Any = object()
+
+
+@functools.cache
+def _submission() -> types.ModuleType:
+    """``engine.task_submission``, loaded by the first task call: ``from conveyor import
+    task`` must not load the engine. Not an import statement in each call: on Python 3.11
+    one costs ~1 µs even for a loaded module, a sizeable share of a trivial task's run."""
+    from conveyor.engine import task_submission
+
+    return task_submission
 
 
 class Task(Generic[P, R]):
@@ -187,12 +199,12 @@ class Task(Generic[P, R]):
         """Run the task now and return its result (or its final State with
         ``return_state=True``). Inside a running event loop an async task returns an
         awaitable instead."""
-        from conveyor.engine.task_submission import run_task
-
         return_state = self._split_return_state(kwargs)
         wait_for = kwargs.pop("wait_for", None) if "wait_for" not in self.signature.names else None
         parameters = self.signature.bind(args, kwargs)
-        return run_task(self, parameters, wait_for=wait_for, return_state=return_state)
+        return _submission().run_task(
+            self, parameters, wait_for=wait_for, return_state=return_state
+        )
 
     @overload
     def submit(
@@ -204,11 +216,9 @@ class Task(Generic[P, R]):
 
     def submit(self, *args: Any, **kwargs: Any) -> ConveyorFuture[Any]:
         """Submit the task to the flow's task runner; returns a future at once."""
-        from conveyor.engine.task_submission import submit_task
-
         wait_for = kwargs.pop("wait_for", None) if "wait_for" not in self.signature.names else None
         parameters = self.signature.bind(args, kwargs)
-        return submit_task(self, parameters, wait_for=wait_for)
+        return _submission().submit_task(self, parameters, wait_for=wait_for)  # type: ignore[no-any-return]
 
     @overload
     def map(self: Task[P, Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> FutureList[T]: ...
@@ -222,10 +232,8 @@ class Task(Generic[P, R]):
         Arguments wrapped in ``unmapped(...)`` (and non-iterable ones such as numbers)
         are passed whole to every run. All iterables must have the same length.
         """
-        from conveyor.engine.task_submission import map_task
-
         wait_for = kwargs.pop("wait_for", None) if "wait_for" not in self.signature.names else None
-        return map_task(self, args, kwargs, wait_for=wait_for)
+        return _submission().map_task(self, args, kwargs, wait_for=wait_for)  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         return f"Task({self.name!r})"
