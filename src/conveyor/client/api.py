@@ -207,13 +207,7 @@ class ConveyorClient(DeploymentsApi):
     ) -> OrchestrationResult:
         """Propose ``state``; ``records`` (a batch, or one already encoded as JSON) are
         recorded first, in the same transaction."""
-        proposal = SetState(state=state, force=force)
-        body: SetState | bytes = proposal
-        if isinstance(records, bytes):
-            head = proposal.model_dump_json(exclude={"records"}).encode()
-            body = head[:-1] + b',"records":' + records + b"}"
-        else:
-            proposal.records = records  # the engine's own records: not validated again
+        body = set_state_body(state, force=force, records=records)
         data = await self.request("POST", f"/flow_runs/{flow_run_id}/set_state", body)
         return OrchestrationResult.model_validate(data)
 
@@ -382,6 +376,19 @@ class Backoff:
             delay = max(delay, float(retry_after))
         self._delay = min(self._delay * 2, 10.0)
         return delay * random.uniform(0.8, 1.2)
+
+
+def set_state_body(
+    state: State, *, force: bool = False, records: RecordBatch | bytes | None = None
+) -> SetState | bytes:
+    """What ``POST /flow_runs/{id}/set_state`` takes: records already encoded as JSON go
+    into the body as they are."""
+    proposal = SetState(state=state, force=force)
+    if isinstance(records, bytes):
+        head = proposal.model_dump_json(exclude={"records"}).encode()
+        return head[:-1] + b',"records":' + records + b"}"
+    proposal.records = records  # the engine's own records: not validated again
+    return proposal
 
 
 def unreachable(api_url: str, exc: Exception) -> ServerUnreachable:

@@ -35,7 +35,8 @@ class allow_failure(_Annotation[T]):
     """Run the downstream task even if this upstream future failed; it gets the exception."""
 
 
-_SCALARS = frozenset({int, float, str, bytes, bool, type(None), complex})
+SCALARS = frozenset({int, float, str, bytes, bool, type(None), complex})
+"""Types whose values are leaves with nothing inside: never a future."""
 _COLLECTIONS = frozenset({list, tuple, set, frozenset, dict})
 
 
@@ -62,7 +63,7 @@ def walk(value: Any, visit: Callable[[Any, bool], Any], keep_wrappers: bool = Fa
 
 def _walk(value: Any, visit: Callable[[Any, bool], Any], allowed: bool, keep: bool) -> Any:
     kind = type(value)
-    if kind in _SCALARS:
+    if kind in SCALARS:
         return value
     if kind is allow_failure or kind is unmapped:
         inner = _walk(value.value, visit, allowed or kind is allow_failure, keep)
@@ -92,7 +93,7 @@ def _walk(value: Any, visit: Callable[[Any, bool], Any], allowed: bool, keep: bo
 def iter_leaves(value: Any) -> Iterator[tuple[Any, bool]]:
     """Yield ``(leaf, allowed_to_fail)`` for every non-scalar leaf inside ``value``."""
     kind = type(value)
-    if kind in _SCALARS:
+    if kind in SCALARS:
         return
     if kind is allow_failure:
         for leaf, _ in iter_leaves(value.value):
@@ -109,7 +110,7 @@ def iter_leaves(value: Any) -> Iterator[tuple[Any, bool]]:
         yield value, False
         return
     for v in items:
-        if type(v) not in _SCALARS:  # most inputs are: no generator made for them
+        if type(v) not in SCALARS:  # most inputs are: no generator made for them
             yield from iter_leaves(v)
 
 

@@ -20,7 +20,7 @@ from conveyor.engine.concurrency import Slots, limited_tags, task_slots
 from conveyor.engine.context import TaskRunContext, _log_prints, task_run_context
 from conveyor.engine.effects import Blocking, Call, Effect, RunHooks, Sleep, Steps, WaitFor
 from conveyor.engine.futures import ConveyorFuture
-from conveyor.engine.inputs import UpstreamPlaceholder, iter_leaves, walk
+from conveyor.engine.inputs import SCALARS, UpstreamPlaceholder, iter_leaves, walk
 from conveyor.engine.options import delay_for_attempt
 from conveyor.engine.run_logging import run_log_extra
 from conveyor.exceptions import ConfigurationError, TaskRunTimeoutError, UpstreamTaskError
@@ -139,11 +139,13 @@ class TaskRunEngine:
     def _dependencies(self) -> list[TaskRunInput]:
         deps: list[TaskRunInput] = []
         for name, value in self.call.parameters.items():
+            if type(value) in SCALARS:
+                continue
             for leaf, _ in iter_leaves(value):
                 run_id = _run_id_of(leaf)
                 if run_id is not None:
                     deps.append(TaskRunInput(task_run_id=run_id, parameter=name))
-        for leaf, _ in iter_leaves(self.call.wait_for or ()):
+        for leaf, _ in iter_leaves(self.call.wait_for) if self.call.wait_for else ():
             run_id = _run_id_of(leaf)
             if run_id is not None:
                 deps.append(TaskRunInput(task_run_id=run_id, parameter=None))
