@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import operator
 import uuid
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal, cast
@@ -153,6 +154,7 @@ _SENT_DETAILS = tuple(
     for f in dataclasses.fields(StateDetails)
     if f.name not in IMPLIED_DETAILS | FLOW_RUN_ONLY_DETAILS
 )
+_sent_details = operator.attrgetter(*_SENT_DETAILS)
 
 
 def encode_task_run(run: TaskRun) -> TaskRunIn:
@@ -187,13 +189,14 @@ def encode_records(
     run is in the batch too (most are: a short task's run and all its states), and on its
     own otherwise."""
     out: list[TaskRunIn] = []
-    by_id: dict[uuid.UUID, TaskRunIn] = {}
+    # Keyed by the ids' ints: a UUID's hash is a Python method, an int's is not.
+    by_id: dict[int, TaskRunIn] = {}
     for run in runs:
-        wire = by_id[run.id] = encode_task_run(run)
+        wire = by_id[run.id.int] = encode_task_run(run)
         out.append(wire)
     alone: list[TaskRunStateIn] = []
     for record in records:
-        owner = by_id.get(record.task_run_id)
+        owner = by_id.get(record.task_run_id.int)
         if owner is None:
             alone.append(encode_state(record))
             continue
@@ -220,12 +223,9 @@ def encode_wire_state(state: State) -> StateIn:
         wire["name"] = state.name
     if state.message is not None:
         wire["message"] = state.message
-    details: dict[str, Any] = {}
-    for name in _SENT_DETAILS:
-        value = getattr(state.state_details, name)
-        if value is not None:
-            details[name] = value
-    if details:
+    values = _sent_details(state.state_details)  # one call: most states have none set
+    if values.count(None) != len(_SENT_DETAILS):
+        details = {name: v for name, v in zip(_SENT_DETAILS, values, strict=True) if v is not None}
         wire["state_details"] = cast(StateDetailsIn, details)
     if state.result_ref is not None:
         wire["result_ref"] = state.result_ref

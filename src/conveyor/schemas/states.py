@@ -31,6 +31,11 @@ class StateType(str, enum.Enum):
     CANCELLED = "CANCELLED"
     CRASHED = "CRASHED"
 
+    # The str's own hash, in C: Enum's is a Python method, and states are looked up by
+    # type in dicts and sets several times per task run. (Each member's value is its
+    # name, so the hash is the one Enum would give.)
+    __hash__ = str.__hash__
+
 
 TERMINAL_STATE_TYPES = frozenset(
     {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
