@@ -5,13 +5,15 @@ The engine keeps a task run and each of its states as slotted dataclasses
 out whatever is empty or implied: a trivial task's three states cost ~60 bytes each, not
 ~330, and the server validates them into plain dicts (``TypedDict``) instead of building
 objects, about five times cheaper per record. Bulk recording is the server's hottest
-path, so this is what decides how many task runs per second it can take.
+path, so this is what decides how many task runs per second it can take. A task run's
+states travel inside its record (``states``) when they go in the same batch, as a short
+task's all do; a state whose run went earlier travels on its own (``TaskRunStateIn``).
 
 Omitted means: ``name`` -> the type's default name; ``timestamp`` -> when the server
 received it; ``state_details`` -> none; ``flow_run_id`` and ``task_run_id`` inside
-details are implied by the record and never stored. ``encode_task_run`` and
-``encode_state`` make these objects from the engine's records; a test pins that the
-fields here are the fields there.
+details are implied by the record and never stored. ``encode_records`` makes these
+objects from the engine's records; a test pins that the fields here are the fields
+there.
 """
 
 from __future__ import annotations
