@@ -9,8 +9,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -22,6 +23,27 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def wait_healthy(
+    api_url: str,
+    process: subprocess.Popen[Any],
+    exit_output: Callable[[], str],
+    start_seconds: float = 30,
+) -> None:
+    """Return once the server ``process`` answers ``/health``; if it exits first, the
+    assertion carries ``exit_output()``."""
+    deadline = time.monotonic() + start_seconds
+    while True:
+        try:
+            if httpx.get(f"{api_url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited: {exit_output()}")
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.1)
 
 
 @contextlib.contextmanager
@@ -39,19 +61,13 @@ def running_server(env: dict[str, str], *, start_seconds: float = 30) -> Iterato
             text=True,
         )
         url = f"http://127.0.0.1:{port}/api"
+
+        def exit_output() -> str:
+            output.seek(0)
+            return output.read()
+
         try:
-            deadline = time.monotonic() + start_seconds
-            while True:
-                try:
-                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if process.poll() is not None:
-                    output.seek(0)
-                    raise AssertionError(f"the server exited: {output.read()}")
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.1)
+            wait_healthy(url, process, exit_output, start_seconds)
             yield url
         finally:
             process.terminate()
