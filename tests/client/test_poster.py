@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.server
 import json
 import threading
+import time
 import types
 from collections.abc import Callable, Iterator
 
@@ -141,3 +142,45 @@ def test_the_client_hands_out_a_poster_unless_a_proxy_or_transport_is_in_the_way
 def test_only_http_urls_make_a_poster() -> None:
     with pytest.raises(ValueError, match="not an http"):
         _poster("ftp://example/api")
+
+
+def test_a_post_started_now_is_answered_later(
+    serve: Callable[..., tuple[_Server, str]], sleeps: list[float]
+) -> None:
+    """``start`` sends without waiting; ``answered`` tells, without blocking, when the
+    answer is there to ``finish``; the connection then serves the next one."""
+    release = threading.Event()
+
+    def replies(n: int) -> Reply:
+        release.wait(10)
+        return (200, {"n": n})
+
+    server, api = serve(replies)
+    poster = _poster(api)
+    poster.start("/records", b'{"logs": []}')
+    assert not poster.answered()  # the server holds its answer
+    release.set()
+    deadline = time.monotonic() + 10
+    while not poster.answered() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert poster.answered()
+    assert poster.finish() == {"n": 1}
+    poster.start("/records", b"{}")
+    assert poster.finish() == {"n": 2}  # finish waits when it must
+    assert server.bodies == [("/api/records", b'{"logs": []}'), ("/api/records", b"{}")]
+    assert server.connections == 1
+    poster.close()
+
+
+def test_a_started_post_fails_in_words_and_is_not_retried(
+    serve: Callable[..., tuple[_Server, str]], sleeps: list[float]
+) -> None:
+    _, api = serve(lambda n: (503, {"detail": "busy"}))
+    poster = _poster(api)
+    poster.start("/records", b"{}")
+    with pytest.raises(ApiError, match="busy"):
+        poster.finish()
+    down = _poster(f"http://127.0.0.1:{free_port()}/api")
+    with pytest.raises(ServerUnreachable, match="conveyor server start"):
+        down.start("/records", b"{}")
+    assert sleeps == []

@@ -13,6 +13,7 @@ on a connection the server had closed is simply repeated on a new one.
 from __future__ import annotations
 
 import http.client
+import select
 import time
 import urllib.request
 from typing import Any
@@ -67,6 +68,38 @@ class BlockingPoster:
                     return decode_body(status, reason, payload)
             time.sleep(delay)
 
+    def start(self, path: str, body: bytes) -> None:
+        """Send a POST and return without its answer (``answered``, ``finish``): for a
+        batch the sender need not wait on. Not retried: a caller gives a failed one to
+        ``post``, which retries."""
+        try:
+            self._connect().request("POST", self._prefix + path, body=body, headers=_HEADERS)
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise unreachable(self._api_url, exc) from exc
+
+    def answered(self) -> bool:
+        """Whether the answer to ``start``'s request has arrived (or the connection
+        broke, which ``finish`` then reports); never blocks."""
+        connection = self._connection
+        if connection is None or connection.sock is None:
+            return True
+        readable, _, _ = select.select([connection.sock], [], [], 0)
+        return bool(readable)
+
+    def finish(self) -> Any:
+        """The answer to ``start``'s request, as ``post`` returns it (waits for it)."""
+        connection = self._connection
+        if connection is None:
+            raise unreachable(self._api_url, ConnectionError("the connection was closed"))
+        try:
+            response = connection.getresponse()
+            payload = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise unreachable(self._api_url, exc) from exc
+        return decode_body(response.status, response.reason, payload)
+
     def _exchange(self, url: str, body: bytes) -> tuple[int, str, str | None, bytes]:
         reused = self._connection is not None
         try:
@@ -84,6 +117,13 @@ class BlockingPoster:
             raise
 
     def _send(self, url: str, body: bytes) -> tuple[int, str, str | None, bytes]:
+        connection = self._connect()
+        connection.request("POST", url, body=body, headers=_HEADERS)
+        response = connection.getresponse()
+        payload = response.read()  # read whole, so the connection can be used again
+        return response.status, response.reason, response.getheader("retry-after"), payload
+
+    def _connect(self) -> http.client.HTTPConnection:
         connection = self._connection
         if connection is None:
             if self._https:
@@ -95,10 +135,7 @@ class BlockingPoster:
                     self._host, self._port, timeout=self._timeout
                 )
             self._connection = connection
-        connection.request("POST", url, body=body, headers=_HEADERS)
-        response = connection.getresponse()
-        payload = response.read()  # read whole, so the connection can be used again
-        return response.status, response.reason, response.getheader("retry-after"), payload
+        return connection
 
     def close(self) -> None:
         if self._connection is not None:

@@ -9,6 +9,13 @@ ahead of the state, in the same request: the server always learns of a run, its 
 runs and logs before the state that ends it, and a short flow costs one round trip.
 The queue is bounded: when it is full, emitters wait for the flusher (backpressure)
 rather than grow memory.
+
+A busy flow's own thread ships its records itself, when its transport can send a batch
+and read the answer later (``Transport.dispatch``): it sends a batch without waiting,
+and sends the next once the server has answered. The flusher thread would need the GIL
+from the flow's thread several times per batch, and waits up to a switch interval
+(5 ms) each time: batches reached the server late, grew, and the flow's end waited for
+the last, largest one. Failures are handed to the flusher, which retries and warns.
 """
 
 from __future__ import annotations
@@ -32,6 +39,9 @@ _log = logging.getLogger("conveyor.client")
 
 YIELD_EVERY = 32
 """While a batch is in flight, the engine's thread offers the GIL every this many events."""
+CHECK_EVERY = 16
+"""A flow's thread shipping its records looks for the server's answer every this many
+events (a ``select`` call)."""
 
 
 @dataclass(frozen=True)
@@ -72,8 +82,24 @@ class Batch:
         )
 
 
+class Shipment(Protocol):
+    """A batch sent without waiting for the answer (``Transport.dispatch``)."""
+
+    def answered(self) -> bool:
+        """Whether the answer has arrived; never blocks."""
+        ...
+
+    def finish(self) -> None:
+        """Read the answer, waiting for it; raises when the batch was not recorded."""
+        ...
+
+
 class Transport(Protocol):
-    """Where records go. Called from the engine (proposals) and the flusher (batches)."""
+    """Where records go. Called from the engine (proposals) and the flusher (batches).
+
+    A transport may also have ``dispatch(batch) -> Shipment`` (not None): the engine's
+    thread then ships batches itself (see the module's docstring).
+    """
 
     def propose_flow_run_state(
         self, flow_run_id: uuid.UUID, state: State, records: Batch | None = None
@@ -222,14 +248,24 @@ class Recorder:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        # One batch on its way at a time, so records arrive in order: whoever ships
+        # (the flusher, a flow's thread, a proposal taking the queue) holds this.
+        self._pump = threading.Lock()
+        self._dispatch: Callable[[Batch], Shipment] | None = getattr(transport, "dispatch", None)
+        self._pending: tuple[Shipment, Batch] | None = None  # dispatched, answer unread
+        self._shipping_thread: int | None = None  # the thread that ships its own records
+        self._shipped_at = 0.0  # when it last dispatched (monotonic)
         _live_recorders.add(self)
 
     # -- engine side ------------------------------------------------------------------
     def create_flow_run(self, flow_run: FlowRun, state: State) -> State:
+        self._ships_here()
         self.emit(NewFlowRun(flow_run, state))
         return state
 
     def propose_flow_run_state(self, flow_run_id: uuid.UUID, state: State) -> State:
+        if state.is_running():
+            self._ships_here()
         records = self._take_queued()
         try:
             return self.transport.propose_flow_run_state(flow_run_id, state, records)
@@ -237,26 +273,43 @@ class Recorder:
             if records is not None:
                 self._landed(len(records))
 
+    def _ships_here(self) -> None:
+        """The thread that starts a flow run makes its records when its tasks run one
+        after another: it ships them itself."""
+        if self._dispatch is not None:
+            self._shipping_thread = threading.get_ident()
+
     def emit(self, event: Event) -> None:
         if self._thread is None:
             self._start()
         queue = self._queue
         queue.append(event)
         size = len(queue)
-        if not size % YIELD_EVERY and self._in_flight:
-            # A batch is on its way: let the flusher's thread have the GIL now rather
-            # than after the interpreter's switch interval (5 ms), each time it needs it.
-            time.sleep(0)
-        if size >= self.stream_after:
+        if size >= self.stream_after or (self._in_flight and not size % YIELD_EVERY):
+            self._busy(size)
+
+    def _busy(self, size: int) -> None:
+        """``emit``'s work once ``size`` events wait or a batch is on its way."""
+        if threading.get_ident() == self._shipping_thread:
+            if size >= self.stream_after and not size % CHECK_EVERY:
+                self._ship_here()
+        else:
+            if not size % YIELD_EVERY and self._in_flight:
+                # A batch is on its way: let the flusher's thread have the GIL now rather
+                # than after the interpreter's switch interval (5 ms), each time it needs it.
+                time.sleep(0)
             if size == self.stream_after:
                 self._wake.set()
-            if size >= self.max_queue:
-                self._wait_below(self.max_queue // 2)
+        if size >= self.max_queue:
+            self._wait_below(self.max_queue // 2)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Ship everything queued so far; True when the queue drained in time."""
         if self._thread is None:
             return True
+        with self._drained:
+            if not self._queue and not self._in_flight:
+                return True  # (asking the flusher anyway, it might ship the next flow's)
         deadline = None if timeout is None else time.monotonic() + timeout
         self._ship_now()
         with self._drained:
@@ -264,7 +317,10 @@ class Recorder:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._ship_now()
+                if self._queue and not self._urgent:
+                    # More came while the flusher shipped. Only then: a request left over
+                    # would have it ship in the middle of the next flow, racing its thread.
+                    self._ship_now()
                 self._drained.wait(remaining if remaining is not None else 0.1)
         return True
 
@@ -285,24 +341,81 @@ class Recorder:
                 self._thread = thread
 
     def _take_queued(self) -> Batch | None:
-        """Everything queued, for a proposal to carry, once no batch is in flight (so
+        """Everything queued, for a proposal to carry, once no batch is on its way (so
         records keep their order); None when nothing is queued."""
         if self._thread is None:
             return None
         while True:
-            with self._drained:
-                while self._in_flight:
-                    self._drained.wait(0.1)
-                queue = self._queue
-                if len(queue) <= self.batch_size:
-                    if not queue:
-                        return None
-                    batch = Batch()
-                    for _ in range(len(queue)):
-                        batch.add(queue.popleft())
-                    self._in_flight += len(batch)
-                    return batch
+            with self._pump:
+                self._settle()
+                with self._drained:
+                    while self._in_flight:  # another flow's proposal
+                        self._drained.wait(0.1)
+                    if len(self._queue) <= self.batch_size:
+                        return self._take(self.batch_size)
             self.flush()  # more than one request's worth: the flusher ships the excess
+
+    def _take(self, limit: int) -> Batch | None:
+        """Up to ``limit`` queued events, oldest first, counted in flight until
+        ``_landed``; None when nothing is queued."""
+        with self._drained:
+            queue = self._queue
+            count = min(len(queue), limit)
+            if not count:
+                return None
+            batch = Batch()
+            for _ in range(count):
+                batch.add(queue.popleft())
+            self._in_flight += count
+            return batch
+
+    def _ship_here(self) -> None:
+        """From the shipping thread: send the queue if the last batch it sent has its
+        answer (or there is none); never waits."""
+        dispatch = self._dispatch
+        if dispatch is None or not self._pump.acquire(blocking=False):
+            return  # the flusher is shipping (or settling a failure)
+        try:
+            pending = self._pending
+            if pending is not None and not (pending[0].answered() and self._settle()):
+                return
+            batch = self._take(self.batch_size)
+            if batch is None:
+                return
+            try:
+                self._pending = (dispatch(batch), batch)
+            except Exception:  # noqa: BLE001 - the flusher retries it, and says so
+                self._give_back(batch)
+                return
+            self._shipped_at = time.monotonic()
+        finally:
+            self._pump.release()
+
+    def _settle(self) -> bool:
+        """(Holding the pump.) Read the answer to a dispatched batch, waiting for it; a
+        batch the server did not record goes back to the queue. False if it did."""
+        if self._pending is None:
+            return True
+        shipment, batch = self._pending
+        self._pending = None
+        try:
+            shipment.finish()
+        except Exception:  # noqa: BLE001 - the flusher retries it, and says so
+            self._give_back(batch)
+            return False
+        self._landed(len(batch))
+        return True
+
+    def _give_back(self, batch: Batch) -> None:
+        """A batch the shipping thread could not deliver: to the front of the queue, for
+        the flusher to retry; the thread leaves shipping to the flusher from now on."""
+        with self._drained:
+            self._queue.extendleft(reversed(batch.events()))
+            self._in_flight -= len(batch)
+            self._shipping_thread = None
+            self._urgent = True
+            self._drained.notify_all()
+        self._wake.set()
 
     def _landed(self, count: int) -> None:
         with self._drained:
@@ -325,28 +438,32 @@ class Recorder:
             woken = self._wake.wait(self.flush_interval)
             self._wake.clear()
             with self._drained:
-                everything = self._urgent or not woken  # a flush, or the interval is up
+                urgent = self._urgent
                 self._urgent = False
-            self._ship(everything)
+            if not (woken or urgent) and time.monotonic() - self._shipped_at < self.flush_interval:
+                continue  # a flow's thread is shipping its records: it needs no help
+            self._ship(urgent or not woken)  # everything: a flush, or the interval is up
 
     def _ship(self, everything: bool) -> None:
         """Ship batches while ``stream_after`` events wait, or until none is left when
         ``everything``. Not a few events at a time as they trickle in while a batch is in
         flight: each request costs the flow's thread GIL time, whatever its size."""
         queue = self._queue
-        while len(queue) >= (1 if everything else self.stream_after):
-            batch = Batch()
-            with self._drained:
-                count = min(len(queue), self.batch_size)
-                if not count:  # a proposal took them meanwhile
+        # Everything: what is queued now, not what keeps coming while it ships (a flow's
+        # thread may be shipping that itself).
+        left = len(queue) if everything else -1
+        with self._pump:
+            self._settle()
+            while left > 0 or (left < 0 and len(queue) >= self.stream_after):
+                batch = self._take(self.batch_size if left < 0 else min(left, self.batch_size))
+                if batch is None:  # a proposal took them meanwhile
                     break
-                for _ in range(count):
-                    batch.add(queue.popleft())
-                self._in_flight += count
-            try:
-                self._send_with_retries(batch)
-            finally:
-                self._landed(count)
+                if left > 0:
+                    left -= len(batch)
+                try:
+                    self._send_with_retries(batch)
+                finally:
+                    self._landed(len(batch))
         with self._drained:
             self._drained.notify_all()
 

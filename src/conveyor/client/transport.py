@@ -15,7 +15,8 @@ from pydantic_core import to_json
 from conveyor.client.api import ApiError, ConveyorClient, ServerUnreachable, set_state_body
 from conveyor.client.embedded import connect
 from conveyor.client.portal import Portal
-from conveyor.client.recorder import Batch, Event
+from conveyor.client.poster import BlockingPoster
+from conveyor.client.recorder import Batch, Event, Shipment
 from conveyor.exceptions import ConveyorError
 from conveyor.schemas.api import (
     FlowRunRecord,
@@ -68,6 +69,11 @@ class ApiTransport:
         self._poster = self._client.blocking_poster()
         self._proposer = self._client.blocking_poster()
         self._proposing = threading.Lock()
+        # A flow's thread may send a batch on the flusher's connection and read the
+        # answer later (the recorder lets one batch be on its way at a time).
+        self.dispatch: Callable[[Batch], Shipment] | None = (
+            self._dispatch if self._poster is not None else None
+        )
 
     def propose_flow_run_state(
         self, flow_run_id: uuid.UUID, state: State, records: Batch | None = None
@@ -170,6 +176,12 @@ class ApiTransport:
                 return
             raise
 
+    def _dispatch(self, batch: Batch) -> Shipment:
+        poster = self._poster
+        assert poster is not None
+        poster.start("/records", _encode(batch))
+        return _Shipment(poster)
+
     def close(self) -> None:
         try:
             for poster in (self._poster, self._proposer):
@@ -178,6 +190,19 @@ class ApiTransport:
             self._portal.call(self._client.aclose(), timeout=5)
         finally:
             self._portal.stop()
+
+
+class _Shipment:
+    """A batch ``dispatch`` sent; the recorder gives it to ``send_batch`` if it fails."""
+
+    def __init__(self, poster: BlockingPoster) -> None:
+        self._poster = poster
+
+    def answered(self) -> bool:
+        return self._poster.answered()
+
+    def finish(self) -> None:
+        self._poster.finish()
 
 
 def _encode(batch: Batch) -> bytes:
