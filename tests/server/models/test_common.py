@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import JSON, select, text
+from sqlalchemy import JSON, Uuid, select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.orm import Session
@@ -21,6 +21,7 @@ from conveyor.server.models.common import (
     insert_returning_new_keys,
     sqlite_json,
     sqlite_timestamp,
+    sqlite_uuid,
 )
 from conveyor.server.models.task_runs import moment
 
@@ -82,6 +83,16 @@ def test_the_fast_json_is_what_the_column_type_stores(value: Any) -> None:
     assert processor is not None
     assert sqlite_json(value) == processor(value)
     assert json.loads(sqlite_json(value)) == value
+
+
+@pytest.mark.parametrize(
+    "value", [None, uuid.UUID(int=0), uuid.UUID(int=2**128 - 1), uuid.uuid4(), uuid.uuid1()]
+)
+def test_the_fast_uuid_is_what_the_column_type_stores(value: uuid.UUID | None) -> None:
+    dialect = sqlite.dialect()
+    processor = Uuid().dialect_impl(dialect).bind_processor(dialect)
+    assert processor is not None
+    assert sqlite_uuid(value) == processor(value)
 
 
 def _flow(session: Session, name: str) -> uuid.UUID:

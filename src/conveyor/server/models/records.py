@@ -51,16 +51,17 @@ def record_batch(session: Session, batch: RecordBatch) -> RecordBatchResult:
     )
 
 
-def _recordable(flow_run_id: uuid.UUID | None, known: set[uuid.UUID]) -> bool:
+def _recordable(flow_run_id: uuid.UUID | None, known: set[int]) -> bool:
     """A record outside any flow run, or in one the server knows."""
-    return flow_run_id is None or flow_run_id in known
+    return flow_run_id is None or flow_run_id.int in known
 
 
-def _known_flow_runs(session: Session, batch: RecordBatch) -> set[uuid.UUID]:
-    """The flow runs named by the batch's task runs and logs that exist."""
-    ids = {flow_run_id for r in batch.task_runs if (flow_run_id := r.get("flow_run_id"))}
-    ids.update(log.flow_run_id for log in batch.logs if log.flow_run_id is not None)
+def _known_flow_runs(session: Session, batch: RecordBatch) -> set[int]:
+    """The flow runs named by the batch's task runs and logs that exist, by their ids'
+    ints (a UUID's hash is a Python method, and a batch names one run hundreds of times)."""
+    ids = {flow_run_id.int for r in batch.task_runs if (flow_run_id := r.get("flow_run_id"))}
+    ids.update(log.flow_run_id.int for log in batch.logs if log.flow_run_id is not None)
     if not ids:
         return set()
-    query = select(orm.FlowRun.id).where(orm.FlowRun.id.in_(ids))
-    return set(session.execute(query).scalars())
+    query = select(orm.FlowRun.id).where(orm.FlowRun.id.in_([uuid.UUID(int=i) for i in ids]))
+    return {flow_run_id.int for flow_run_id in session.execute(query).scalars()}

@@ -10,7 +10,6 @@ state is always the one with the highest ``seq``, so a late batch cannot roll it
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import uuid
 from collections.abc import Iterable, Sequence
@@ -69,8 +68,8 @@ def record_task_runs(
     worked out; only runs recorded by an earlier batch are read back and updated.
     """
     histories = _histories(task_runs, states, received)
-    rows = [_task_run_values(run, histories.get(run["id"], {})) for run in task_runs]
-    new_runs = {key[0] for key in insert_returning_new_keys(session, orm.TaskRun, rows)}
+    rows = [_task_run_values(run, histories.get(run["id"].int)) for run in task_runs]
+    new_runs = {key[0].int for key in insert_returning_new_keys(session, orm.TaskRun, rows)}
     added = sum(len(histories.get(run_id, ())) for run_id in new_runs)
     # States of runs recorded earlier (or of runs this batch repeats) are merged in.
     added += _merge(session, {k: v for k, v in histories.items() if k not in new_runs})
@@ -79,18 +78,19 @@ def record_task_runs(
 
 def _histories(
     runs: Iterable[TaskRunIn], records: Iterable[TaskRunStateIn], received: Moment
-) -> dict[uuid.UUID, dict[int, Entry]]:
+) -> dict[int, dict[int, Entry]]:
     """The batch's states, inline in their runs' records or on their own, as stored
-    entries by run and seq (a repeated seq: the first)."""
-    out: dict[uuid.UUID, dict[int, Entry]] = {}
+    entries by run (the id's int: a UUID's hash is a Python method) and seq (a repeated
+    seq: the first)."""
+    out: dict[int, dict[int, Entry]] = {}
     for run in runs:
         if inline := run.get("states"):
-            entries = out.setdefault(run["id"], {})
+            entries = out.setdefault(run["id"].int, {})
             for state in inline:
                 if state["seq"] not in entries:
                     entries[state["seq"]] = _entry(state["seq"], state, received)
     for record in records:
-        entries = out.setdefault(record["task_run_id"], {})
+        entries = out.setdefault(record["task_run_id"].int, {})
         if record["seq"] not in entries:
             entries[record["seq"]] = _entry(record["seq"], record["state"], received)
     return out
@@ -102,10 +102,14 @@ def _entry(seq: int, state: StateIn, received: Moment) -> Entry:
     entry: Entry = {
         "seq": seq,
         "type": type_,
-        # The name is bounded like a flow run state's; a user may name states freely.
-        "name": (state.get("name") or _DEFAULT_NAMES[type_])[:50],
+        "name": _DEFAULT_NAMES[type_],
         "timestamp": received if timestamp is None else moment(timestamp),
     }
+    if len(state) == 1 + (timestamp is not None) + ("seq" in state):
+        return entry  # type, timestamp and (inline) seq: most states say nothing more
+    if name := state.get("name"):
+        # Bounded like a flow run state's name; a user may name states freely.
+        entry["name"] = name[:50]
     if (message := state.get("message")) is not None:
         entry["message"] = message
     if details := stored_details(state.get("state_details")):
@@ -115,49 +119,38 @@ def _entry(seq: int, state: StateIn, received: Moment) -> Entry:
     return entry
 
 
-@dataclasses.dataclass
-class _Summary:
-    """What a run's history says about the run: its current state and its times."""
-
-    latest: Entry | None = None
-    runs: int = 0
+def _current(history: list[Entry]) -> dict[str, Any]:
+    """The columns that summarise ``history`` (ordered by seq): its latest state, how
+    often it ran, when it first started and when it last ended."""
+    runs = 0
     started: Moment | None = None
     ended: Moment | None = None
-
-
-def _summarise(history: list[Entry]) -> _Summary:
-    """``history`` ordered by seq."""
-    summary = _Summary(latest=history[-1] if history else None)
     for entry in history:
         type_ = entry["type"]
-        at = entry["timestamp"]
         if type_ == "RUNNING":
-            summary.runs += 1
-            if summary.started is None or at < summary.started:
-                summary.started = at
-        elif type_ in _TERMINAL and (summary.ended is None or at > summary.ended):
-            summary.ended = at
-    return summary
-
-
-def _current(history: list[Entry]) -> dict[str, Any]:
-    """The columns that summarise ``history`` (ordered by seq)."""
-    summary = _summarise(history)
-    latest = summary.latest
+            runs += 1
+            at = entry["timestamp"]
+            if started is None or at < started:
+                started = at
+        elif type_ in _TERMINAL:
+            at = entry["timestamp"]
+            if ended is None or at > ended:
+                ended = at
+    latest = history[-1] if history else None
     return {
         "states": history,
         "state_type": latest["type"] if latest else None,
         "state_name": latest["name"] if latest else None,
         "state_timestamp": latest["timestamp"] if latest else None,
         "state_seq": latest["seq"] if latest else 0,
-        "run_count": summary.runs,
-        "start_time": summary.started,
-        "end_time": summary.ended,
+        "run_count": runs,
+        "start_time": started,
+        "end_time": ended,
     }
 
 
-def _task_run_values(run: TaskRunIn, history: dict[int, Entry]) -> dict[str, Any]:
-    return {
+def _task_run_values(run: TaskRunIn, history: dict[int, Entry] | None) -> dict[str, Any]:
+    values = {
         "id": run["id"],
         "flow_run_id": run.get("flow_run_id"),
         "name": run["name"],
@@ -172,11 +165,18 @@ def _task_run_values(run: TaskRunIn, history: dict[int, Entry]) -> dict[str, Any
         ],
         "cache_key": run.get("cache_key"),
         "created": moment(run["created"]),
-        **_current([history[seq] for seq in sorted(history)]),
     }
+    if not history:
+        values.update(_current([]))
+        return values
+    seqs = list(history)
+    if seqs != sorted(seqs):  # (they come in order, but need not)
+        seqs.sort()
+    values.update(_current([history[seq] for seq in seqs]))
+    return values
 
 
-def _merge(session: Session, histories: dict[uuid.UUID, dict[int, Entry]]) -> int:
+def _merge(session: Session, histories: dict[int, dict[int, Entry]]) -> int:
     """Add states to runs already recorded; returns how many were new.
 
     States of runs the server has never seen are dropped (their run record is missing).
@@ -188,7 +188,7 @@ def _merge(session: Session, histories: dict[uuid.UUID, dict[int, Entry]]) -> in
     table = cast(Table, orm.TaskRun.__table__)
     updates: list[dict[str, Any]] = []
     added = 0
-    ids = sorted(histories, key=str)
+    ids = sorted(uuid.UUID(int=key) for key in histories)
     for start in range(0, len(ids), _IDS_PER_QUERY):
         chunk = ids[start : start + _IDS_PER_QUERY]
         query = (
@@ -199,7 +199,7 @@ def _merge(session: Session, histories: dict[uuid.UUID, dict[int, Entry]]) -> in
         )
         for run_id, stored in session.execute(query):
             have = {entry["seq"] for entry in stored}
-            new = [e for seq, e in histories[run_id].items() if seq not in have]
+            new = [e for seq, e in histories[run_id.int].items() if seq not in have]
             if not new:
                 continue
             added += len(new)
