@@ -184,3 +184,18 @@ def test_a_started_post_fails_in_words_and_is_not_retried(
     with pytest.raises(ServerUnreachable, match="conveyor server start"):
         down.start("/records", b"{}")
     assert sleeps == []
+
+
+def test_a_post_started_on_a_connection_the_server_closed_goes_on_a_new_one(
+    serve: Callable[..., tuple[_Server, str]], sleeps: list[float]
+) -> None:
+    server, api = serve(lambda n: (200, {"n": n}), close_after_reply=True)
+    poster = _poster(api)
+    poster.start("/records", b"{}")
+    assert poster.finish() == {"n": 1}
+    deadline = time.monotonic() + 10
+    while not poster.answered() and time.monotonic() < deadline:
+        time.sleep(0.005)  # until the server's close is seen, as after a keep-alive timeout
+    poster.start("/records", b"{}")
+    assert poster.finish() == {"n": 2}
+    assert server.connections == 2

@@ -186,8 +186,15 @@ def test_a_batch_the_flows_thread_could_not_deliver_goes_to_the_flusher(
         assert recorder.flush(timeout=10)
         # Nothing lost, nothing out of order: the failed batch went back to the front.
         assert [log.message for log in transport.logs] == [str(n) for n in range(1_000)]
-        assert len(transport.dispatched_from) == 2  # the thread left it to the flusher
         assert transport.flusher_batches >= 1
+        # Once the flusher has delivered, the flow's thread ships again.
+        dispatched = len(transport.dispatched_from)
+        for n in range(1_000, 2_000):
+            recorder.emit(_line(n))
+        assert recorder.flush(timeout=10)
+        assert [log.message for log in transport.logs] == [str(n) for n in range(2_000)]
+        assert len(transport.dispatched_from) > dispatched
+        assert set(transport.dispatched_from) == {threading.get_ident()}
     finally:
         recorder.close()
 

@@ -72,6 +72,11 @@ class BlockingPoster:
         """Send a POST and return without its answer (``answered``, ``finish``): for a
         batch the sender need not wait on. Not retried: a caller gives a failed one to
         ``post``, which retries."""
+        if self._connection is not None and self.answered():
+            # Readable before a request: the server closed the idle connection (its
+            # keep-alive timer ran out). ``post`` finds out by failing; here nothing would
+            # until the answer, so a new connection it is.
+            self.close()
         try:
             self._connect().request("POST", self._prefix + path, body=body, headers=_HEADERS)
         except (OSError, http.client.HTTPException) as exc:

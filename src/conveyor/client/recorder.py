@@ -254,6 +254,7 @@ class Recorder:
         self._dispatch: Callable[[Batch], Shipment] | None = getattr(transport, "dispatch", None)
         self._pending: tuple[Shipment, Batch] | None = None  # dispatched, answer unread
         self._shipping_thread: int | None = None  # the thread that ships its own records
+        self._resuming_thread: int | None = None  # ... once the flusher delivered again
         self._shipped_at = 0.0  # when it last dispatched (monotonic)
         _live_recorders.add(self)
 
@@ -408,10 +409,11 @@ class Recorder:
 
     def _give_back(self, batch: Batch) -> None:
         """A batch the shipping thread could not deliver: to the front of the queue, for
-        the flusher to retry; the thread leaves shipping to the flusher from now on."""
+        the flusher to retry; the thread leaves shipping to the flusher until it has."""
         with self._drained:
             self._queue.extendleft(reversed(batch.events()))
             self._in_flight -= len(batch)
+            self._resuming_thread = self._shipping_thread or self._resuming_thread
             self._shipping_thread = None
             self._urgent = True
             self._drained.notify_all()
@@ -464,6 +466,9 @@ class Recorder:
                     self._send_with_retries(batch)
                 finally:
                     self._landed(len(batch))
+                if self._resuming_thread is not None and not self._closed:
+                    # Delivered: the server is back, the flow's thread may ship again.
+                    self._shipping_thread, self._resuming_thread = self._resuming_thread, None
         with self._drained:
             self._drained.notify_all()
 

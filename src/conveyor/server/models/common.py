@@ -8,7 +8,8 @@ small rows costs several times the insert itself: each value goes through its co
 own bind processor, or for ``Timestamp``, JSON and ``Uuid`` columns through an
 equivalent that a test pins to store exactly the same, and the rows go to the driver's
 ``executemany`` at once. This is race-free because every SQLite write transaction holds
-the database's write lock from its ``BEGIN IMMEDIATE``. PostgreSQL uses ``INSERT ... ON CONFLICT DO NOTHING``.
+the database's write lock from its ``BEGIN IMMEDIATE``. PostgreSQL uses ``INSERT ... ON
+CONFLICT DO NOTHING``.
 """
 
 from __future__ import annotations
