@@ -6,23 +6,42 @@ A task run's state history lives in its own row (``states``, a JSON list ordered
 Recording is idempotent and ordered per run: a state whose ``seq`` is already in the
 history is not added again, so a repeated batch changes nothing; and the run's current
 state is always the one with the highest ``seq``, so a late batch cannot roll it back.
+
+Nearly every batch holds new runs, with the states they had when it left (the rest of
+a run's states follow on their own, in the next batch): on SQLite those rows go from the
+wire records straight to the driver (``_insert_new_on_sqlite``), the server's hottest
+loop, and states on their own are merged into stored rows. A batch that repeats a run
+takes the general path.
 """
 
 from __future__ import annotations
 
 import datetime
+import itertools
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from conveyor.schemas.api import TaskRunFilter
-from conveyor.schemas.records import StateIn, TaskRunIn, TaskRunStateIn, stored_details
+from conveyor.schemas.records import (
+    StateEntryIn,
+    StateIn,
+    TaskRunIn,
+    TaskRunStateIn,
+    stored_details,
+)
 from conveyor.schemas.states import TERMINAL_STATE_TYPES, StateType, default_state_name
 from conveyor.server.database import orm
-from conveyor.server.models.common import insert_returning_new_keys
+from conveyor.server.models.common import (
+    insert_returning_new_keys,
+    sqlite_json,
+    sqlite_timestamp,
+    sqlite_uuid,
+)
 
 # Existing runs are read back (to merge late states) this many at a time.
 _IDS_PER_QUERY = 500
@@ -67,6 +86,12 @@ def record_task_runs(
     New task runs are inserted with their whole history and current state already
     worked out; only runs recorded by an earlier batch are read back and updated.
     """
+    if task_runs and session.get_bind().dialect.name == "sqlite":
+        added = _insert_new_on_sqlite(session, task_runs, received)
+        if added is not None:
+            # States on their own are later states of runs an earlier batch recorded.
+            added += _merge(session, _histories((), states, received))
+            return len(task_runs), added
     histories = _histories(task_runs, states, received)
     rows = [_task_run_values(run, histories.get(run["id"].int)) for run in task_runs]
     new_runs = {key[0].int for key in insert_returning_new_keys(session, orm.TaskRun, rows)}
@@ -174,6 +199,99 @@ def _task_run_values(run: TaskRunIn, history: dict[int, Entry] | None) -> dict[s
         seqs.sort()
     values.update(_current([history[seq] for seq in seqs]))
     return values
+
+
+_COLUMNS = (
+    "id",
+    "flow_run_id",
+    "name",
+    "task_key",
+    "task_version",
+    "dynamic_key",
+    "map_index",
+    "tags",
+    "task_inputs",
+    "cache_key",
+    "state_type",
+    "state_name",
+    "state_timestamp",
+    "state_seq",
+    "run_count",
+    "start_time",
+    "end_time",
+    "created",
+    "states",
+)
+_SQLITE_INSERT = (
+    f"INSERT INTO task_runs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+)
+
+
+def _insert_new_on_sqlite(
+    session: Session, task_runs: Sequence[TaskRunIn], received: Moment
+) -> int | None:
+    """The common case, fast: every run is new, with its states. Each row goes
+    straight from the wire record to the tuple the driver takes, as ``_task_run_values``
+    and ``common.insert_returning_new_keys`` would store it (a test pins that), without
+    their dict per row and converter per value. Returns how many states were recorded;
+    None, having written nothing, when some run exists already (a repeated batch)."""
+    rows = []
+    added = 0
+    for run in task_runs:
+        history = _history(run.get("states") or (), received)
+        added += len(history)
+        rows.append(_sqlite_row(run, history))
+    try:
+        with session.begin_nested():
+            session.connection().exec_driver_sql(_SQLITE_INSERT, rows)
+    except IntegrityError:
+        return None
+    return added
+
+
+def _history(states: Iterable[StateEntryIn], received: Moment) -> list[Entry]:
+    """Inline states as stored entries, ordered by seq (a repeated seq: the first)."""
+    history = [_entry(state["seq"], state, received) for state in states]
+    for before, after in itertools.pairwise(history):
+        if after["seq"] <= before["seq"]:  # (they come in order, but need not)
+            by_seq: dict[int, Entry] = {}
+            for entry in history:
+                by_seq.setdefault(entry["seq"], entry)
+            return [by_seq[seq] for seq in sorted(by_seq)]
+    return history
+
+
+def _sqlite_row(run: TaskRunIn, history: list[Entry]) -> tuple[Any, ...]:
+    current = _current(history)
+    inputs = run.get("task_inputs")
+    return (
+        sqlite_uuid(run["id"]),
+        sqlite_uuid(run.get("flow_run_id")),
+        run["name"],
+        run["task_key"],
+        run.get("task_version"),
+        run["dynamic_key"],
+        run.get("map_index"),
+        sqlite_json(run.get("tags") or []),
+        sqlite_json(
+            [
+                {"task_run_id": str(i["task_run_id"]), "parameter": i.get("parameter")}
+                for i in inputs
+            ]
+            if inputs
+            else []
+        ),
+        run.get("cache_key"),
+        current["state_type"],
+        current["state_name"],
+        sqlite_timestamp(current["state_timestamp"]),
+        current["state_seq"],
+        current["run_count"],
+        sqlite_timestamp(current["start_time"]),
+        sqlite_timestamp(current["end_time"]),
+        sqlite_timestamp(moment(run["created"])),
+        sqlite_json(history),
+    )
 
 
 def _merge(session: Session, histories: dict[int, dict[int, Entry]]) -> int:
