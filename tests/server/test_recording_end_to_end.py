@@ -280,6 +280,87 @@ def test_a_server_restarted_mid_run_loses_nothing(server: Server, tmp_path: Path
     _assert_pipeline_recorded(server.url, run_id, wake=str(wake))
 
 
+BUSY_FLOW = textwrap.dedent(
+    """
+    import sys, time
+
+    from conveyor import flow, task
+
+
+    @task
+    def step(n: int) -> int:
+        time.sleep(0.001)
+        return n
+
+
+    @flow
+    def busy(n: int) -> int:
+        return sum(step(i) for i in range(n))
+
+
+    if __name__ == "__main__":
+        state = busy(int(sys.argv[1]), return_state=True)
+        print("FLOW_RUN_ID", state.state_details.flow_run_id, state.type.value, flush=True)
+    """
+)
+
+
+def _task_runs(client: httpx.Client) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = []
+    while True:
+        page = _post(client, "/task_runs/filter", {"limit": 200, "offset": len(runs)})
+        runs.extend(page)
+        if len(page) < 200:
+            return runs
+
+
+@pytest.mark.timeout(120)
+def test_a_busy_flow_streaming_its_records_survives_a_server_restart(
+    server: Server, tmp_path: Path
+) -> None:
+    """The flow's thread ships its batches itself; one it cannot deliver while the
+    server is down goes to the recorder's thread, which retries; none is lost."""
+    count = 3_000
+    script = tmp_path / "busy.py"
+    script.write_text(BUSY_FLOW)
+    env = _env(CONVEYOR_HOME=str(tmp_path / "flow-home"), CONVEYOR_API_URL=server.url)
+    flow = subprocess.Popen(
+        [sys.executable, str(script), str(count)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        with httpx.Client(base_url=server.url, timeout=5) as client:
+            while len(_post(client, "/task_runs/filter", {"limit": 200})) < 200:
+                assert flow.poll() is None, flow.communicate()
+                assert time.monotonic() < deadline, "no batch arrived"
+                time.sleep(0.02)
+        server.kill()
+        time.sleep(0.5)
+        assert flow.poll() is None, "the flow ended before the server came back"
+        server.start()
+        out, err = flow.communicate(timeout=90)
+    finally:
+        if flow.poll() is None:
+            flow.kill()
+    assert flow.returncode == 0, err
+    assert "Dropping" not in err
+    run_id, final = next(line.split()[1:] for line in out.splitlines() if "FLOW_RUN_ID" in line)
+    assert final == "COMPLETED"
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        runs = _task_runs(client)
+        assert len(runs) == count
+        assert {run["flow_run_id"] for run in runs} == {run_id}
+        assert {run["state_type"] for run in runs} == {"COMPLETED"}
+        assert sorted(int(run["dynamic_key"]) for run in runs) == list(range(count))
+        for run in runs[:: count // 10]:
+            history = _get(client, f"/task_runs/{run['id']}/states")
+            assert [s["type"] for s in history] == ["PENDING", "RUNNING", "COMPLETED"]
+
+
 def _cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", CLI, *args],

@@ -89,7 +89,14 @@ class BlockingPoster:
         connection = self._connection
         if connection is None or connection.sock is None:
             return True
-        readable, _, _ = select.select([connection.sock], [], [], 0)
+        try:
+            if hasattr(select, "poll"):  # (select() refuses descriptors past 1023)
+                poller = select.poll()
+                poller.register(connection.sock, select.POLLIN)
+                return bool(poller.poll(0))
+            readable, _, _ = select.select([connection.sock], [], [], 0)
+        except (OSError, ValueError):
+            return True  # ``finish`` reads the answer, or reports the trouble
         return bool(readable)
 
     def finish(self) -> Any:
