@@ -286,7 +286,8 @@ class Recorder:
         queue = self._queue
         queue.append(event)
         size = len(queue)
-        if size >= self.stream_after or (self._in_flight and not size % YIELD_EVERY):
+        # (Every YIELD_EVERY-th size is a CHECK_EVERY-th: one test covers both.)
+        if not size % CHECK_EVERY or size == self.stream_after or size >= self.max_queue:
             self._busy(size)
 
     def _busy(self, size: int) -> None:
