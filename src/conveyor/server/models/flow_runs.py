@@ -89,10 +89,21 @@ def create_flow_run(session: Session, data: FlowRunCreate) -> tuple[orm.FlowRun,
         existing = session.get(orm.FlowRun, data.id)
         if existing is not None:
             return existing, False
+    values = _run_values(session, data)
+    if insert_flow_run_rows(session, values, data.state or State(type=StateType.PENDING)):
+        new = session.get(orm.FlowRun, values["id"])
+        assert new is not None
+        return new, True
+    run = session.get(orm.FlowRun, values["id"])
+    assert run is not None
+    return run, False
+
+
+def _run_values(session: Session, data: FlowRunCreate) -> dict[str, Any]:
+    """The columns of a new run (its flow created if need be), for ``insert_flow_run``."""
     flow = ensure_flow(session, data.flow_name)
-    run_id = data.id or uuid.uuid4()
-    values = {
-        "id": run_id,
+    return {
+        "id": data.id or uuid.uuid4(),
         "flow_id": flow.id,
         "name": data.name,
         "flow_version": data.flow_version,
@@ -103,12 +114,6 @@ def create_flow_run(session: Session, data: FlowRunCreate) -> tuple[orm.FlowRun,
         "retries": data.retries,
         "retry_delay_seconds": data.retry_delay_seconds,
     }
-    new = insert_flow_run(session, values, data.state or State(type=StateType.PENDING))
-    if new is not None:
-        return new, True
-    run = session.get(orm.FlowRun, run_id)
-    assert run is not None
-    return run, False
 
 
 def insert_flow_run(session: Session, values: dict[str, Any], state: State) -> orm.FlowRun | None:
@@ -117,14 +122,21 @@ def insert_flow_run(session: Session, values: dict[str, Any], state: State) -> o
     None, and nothing written, when a run with that id, or with that idempotency key for
     that deployment, exists: two identical requests racing create one run.
     """
+    if not insert_flow_run_rows(session, values, state):
+        return None
+    return session.get(orm.FlowRun, values["id"])
+
+
+def insert_flow_run_rows(session: Session, values: dict[str, Any], state: State) -> bool:
+    """``insert_flow_run`` without loading the run back: whether it was new."""
     now = datetime.datetime.now(datetime.timezone.utc)
     state_row = state_values(values["id"], state)
     before = {"run_count": 0, "expected_start_time": values.get("expected_start_time")}
     row = {"created": now, **before, **values, **_columns_after(before, state, state_row, now)}
     if insert_ignoring_duplicates(session, orm.FlowRun, [row]) != 1:
-        return None
+        return False
     session.execute(insert(_STATES), [state_row])
-    return session.get(orm.FlowRun, row["id"])
+    return True
 
 
 def record_flow_runs(session: Session, runs: Sequence[FlowRunRecord]) -> int:
@@ -138,7 +150,10 @@ def record_flow_runs(session: Session, runs: Sequence[FlowRunRecord]) -> int:
         parent = data.parent_flow_run_id
         if parent is not None and session.get(orm.FlowRun, parent) is None:
             continue
-        created += create_flow_run(session, data)[1]
+        # No run loaded before or after (a repeated record is simply not inserted): a
+        # flow called in a process starts with this, and its first batch waits on it.
+        state = data.state or State(type=StateType.PENDING)
+        created += insert_flow_run_rows(session, _run_values(session, data), state)
     return created
 
 

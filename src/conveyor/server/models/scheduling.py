@@ -114,7 +114,7 @@ def _upcoming(
 
 def _insert(session: Session, template: RunTemplate, when: datetime.datetime, auto: bool) -> bool:
     values, state = template.values(when, key=scheduled_key(when), auto_scheduled=auto)
-    return flow_runs.insert_flow_run(session, values, state) is not None
+    return flow_runs.insert_flow_run_rows(session, values, state)
 
 
 def _templates(session: Session, view: DeploymentView, indexes: set[int]) -> dict[int, RunTemplate]:
